@@ -106,7 +106,7 @@ def postgres_settings(profile: str) -> dict[str, str]:
         "max_wal_size": "16GB",
         "checkpoint_timeout": "30min",
         "wal_buffers": "64MB",
-        "wal_compression": "lz4",
+        "wal_compression": "pglz",  # this PostgreSQL build has no lz4
     }
 
 
