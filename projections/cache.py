@@ -1,0 +1,125 @@
+"""Read models in Redis: where they live, how a write is versioned, how readers hear of changes.
+
+Layout: one hash per product (`atelier:rm:p:<id>`, one field per kind) and one per question
+(`atelier:rm:q:<id>`), so a reader that misses its local cache fetches every model of the product
+page in one round trip. A field holds `b"<version> <items>\\n" + body`.
+
+Every hash carries a TTL: Redis runs with `volatile-lru`, which evicts only keys that have one,
+and these are caches — PostgreSQL holds the truth.
+
+Writes go through one Lua script that compares versions: a field is replaced only by a strictly
+newer version (consistency rule 1: a reader's fill that raced a worker's refresh can never put an
+older body back). After storing, `publish` tells every reader which (kind, key, version) changed
+so they drop older local copies.
+
+The functions take any client with `async execute_command(*args)` — redis.asyncio's client (the
+worker) or the reader's lean pipelined client.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from projections.kinds import Kind
+from projections.store import Row
+
+TTL_SECONDS = 24 * 3600
+CHANNEL = b"atelier:rm:invalidate"
+# An invalidation that means "forget everything" (after a bulk rebuild replaced all models).
+EVERYTHING = b"*"
+
+_PRODUCT_HASH = b"atelier:rm:p:%d"
+_QUESTION_HASH = b"atelier:rm:q:%d"
+_PATTERN = b"atelier:rm:[pq]:*"
+
+# KEYS[i]: hash; ARGV[1]: ttl; ARGV[3i-1], ARGV[3i], ARGV[3i+1]: field, version, value of KEYS[i].
+_COMPARE_AND_SET = b"""
+local written = 0
+for i = 1, #KEYS do
+  local field = ARGV[3 * i - 1]
+  local version = tonumber(ARGV[3 * i])
+  local current = redis.call('HGET', KEYS[i], field)
+  if (not current) or tonumber(string.match(current, '^%d+')) < version then
+    redis.call('HSET', KEYS[i], field, ARGV[3 * i + 1])
+    written = written + 1
+  end
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+end
+return written
+"""
+
+
+def hash_key(kind: Kind, key: int) -> bytes:
+    return (_QUESTION_HASH if kind == Kind.ANSWERS else _PRODUCT_HASH) % key
+
+
+def field(kind: Kind) -> bytes:
+    return b"%d" % kind
+
+
+def encode(row: Row) -> bytes:
+    return b"%d %d\n" % (row.version, row.items) + row.body
+
+
+def decode(kind: Kind, key: int, value: bytes) -> Row:
+    head, _, body = value.partition(b"\n")
+    version, items = head.split(b" ")
+    return Row(kind, key, int(version), body, int(items))
+
+
+def decode_hash(key: int, flat: list[bytes]) -> dict[Kind, Row]:
+    """An HGETALL reply (field, value, field, value, …) as rows by kind."""
+    rows = {}
+    for i in range(0, len(flat), 2):
+        kind = Kind(int(flat[i]))
+        rows[kind] = decode(kind, key, flat[i + 1])
+    return rows
+
+
+async def store(redis, rows: Iterable[Row], ttl: int = TTL_SECONDS) -> int:
+    """Write rows whose version is newer than what Redis holds; return how many were written."""
+    keys: list[bytes] = []
+    args: list[bytes | int] = [ttl]
+    for row in rows:
+        keys.append(hash_key(row.kind, row.key))
+        args += [field(row.kind), row.version, encode(row)]
+    if not keys:
+        return 0
+    return int(await redis.execute_command("EVAL", _COMPARE_AND_SET, len(keys), *keys, *args))
+
+
+def invalidation(rows: Iterable[Row]) -> bytes:
+    return b",".join(b"%d:%d:%d" % (row.kind, row.key, row.version) for row in rows)
+
+
+def parse_invalidation(message: bytes) -> list[tuple[Kind, int, int]] | None:
+    """(kind, key, version) triples; None means forget everything."""
+    if message == EVERYTHING:
+        return None
+    out = []
+    for part in message.split(b","):
+        kind, key, version = part.split(b":")
+        out.append((Kind(int(kind)), int(key), int(version)))
+    return out
+
+
+async def publish(redis, rows: list[Row], ttl: int = TTL_SECONDS) -> None:
+    """After the worker's commit: store newer versions in Redis, then tell readers to drop old copies."""
+    if not rows:
+        return
+    await store(redis, rows, ttl)
+    await redis.execute_command("PUBLISH", CHANNEL, invalidation(rows))
+
+
+async def forget_all(redis) -> int:
+    """Drop every cached model (after a bulk rebuild replaced them all) and tell readers to do the same."""
+    removed = 0
+    cursor = b"0"
+    while True:
+        cursor, keys = await redis.execute_command("SCAN", cursor, "MATCH", _PATTERN, "COUNT", 1000)
+        if keys:
+            removed += int(await redis.execute_command("UNLINK", *keys))
+        if int(cursor) == 0:
+            break
+    await redis.execute_command("PUBLISH", CHANNEL, EVERYTHING)
+    return removed
