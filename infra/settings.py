@@ -56,6 +56,16 @@ class Settings:
     # Size the nginx micro-cache in front of readers; 0 turns it off.
     micro_cache_seconds: int = 0
     log_json: bool = True
+    # Worker: writes applied per transaction, how long a batch waits to fill, and how long a job
+    # waits for its batch before asking arq for a retry (also bounds a killed worker's hold on jobs).
+    worker_batch_size: int = 250
+    worker_batch_wait_ms: int = 5
+    worker_job_timeout: int = 60
+    # One JSON line per request (infra/observability.py); off only to measure what logging costs.
+    access_log: bool = True
+    # prometheus_client's own switch for multiprocess metrics (it reads the same variable at import):
+    # `atelier up` points every process at one folder so any reader's /metrics shows the whole stack.
+    prometheus_multiproc_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -73,6 +83,11 @@ class Settings:
             local_cache_entries=_int(env, "ATELIER_LOCAL_CACHE_ENTRIES", 200_000),
             micro_cache_seconds=_int(env, "ATELIER_MICRO_CACHE_SECONDS", 0),
             log_json=_flag(env, "ATELIER_LOG_JSON", True),
+            worker_batch_size=_int(env, "ATELIER_WORKER_BATCH_SIZE", 250),
+            worker_batch_wait_ms=_int(env, "ATELIER_WORKER_BATCH_WAIT_MS", 5),
+            worker_job_timeout=_int(env, "ATELIER_WORKER_JOB_TIMEOUT", 60),
+            access_log=_flag(env, "ATELIER_ACCESS_LOG", True),
+            prometheus_multiproc_dir=Path(env["PROMETHEUS_MULTIPROC_DIR"]) if env.get("PROMETHEUS_MULTIPROC_DIR") else None,
         )
 
     def replace(self, **changes) -> "Settings":
@@ -91,7 +106,13 @@ class Settings:
             "ATELIER_LOCAL_CACHE_ENTRIES": str(self.local_cache_entries),
             "ATELIER_MICRO_CACHE_SECONDS": str(self.micro_cache_seconds),
             "ATELIER_LOG_JSON": "1" if self.log_json else "0",
+            "ATELIER_WORKER_BATCH_SIZE": str(self.worker_batch_size),
+            "ATELIER_WORKER_BATCH_WAIT_MS": str(self.worker_batch_wait_ms),
+            "ATELIER_WORKER_JOB_TIMEOUT": str(self.worker_job_timeout),
+            "ATELIER_ACCESS_LOG": "1" if self.access_log else "0",
         }
+        if self.prometheus_multiproc_dir:
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(self.prometheus_multiproc_dir)
         if self.database_url:
             env["ATELIER_DATABASE_URL"] = self.database_url
         if self.redis_url:

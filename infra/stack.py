@@ -30,7 +30,7 @@ from infra.services import Services, ensure_services
 from infra.settings import Settings
 
 DEMO_SCALE = "small"
-DEMO_SEED = 40344
+DEMO_SEED = 1
 EXAMPLE_PATHS = (
     "/products/40344",
     "/products/40344/styles",
@@ -72,12 +72,12 @@ class Child:
 
 class Stack:
     def __init__(self, settings: Settings, readers: int, workers: int, micro_cache_seconds: int,
-                 demo: bool = True, nginx_workers: int = 1):
+                 demo_scale: str | None = DEMO_SCALE, nginx_workers: int = 1):
         self.settings = settings
         self.want_readers = readers
         self.want_workers = workers
         self.micro_cache_seconds = micro_cache_seconds
-        self.demo = demo
+        self.demo_scale = demo_scale
         self.nginx_workers = nginx_workers
         self.run_dir = run_dir(settings)
         self.services: Services | None = None
@@ -98,10 +98,12 @@ class Stack:
             raise RuntimeError(f"a stack already runs on {self.settings.data_dir} (atelier scale talks to it)")
         self.services = await asyncio.to_thread(ensure_services, self.settings)
         self.child_settings = self.settings.replace(
-            database_url=self.services.database_url, redis_url=self.services.redis_url
+            database_url=self.services.database_url,
+            redis_url=self.services.redis_url,
+            prometheus_multiproc_dir=self.run_dir / "metrics",
         )
         await self._migrate()
-        if self.demo:
+        if self.demo_scale:
             await self._load_demo_data()
         self._prepare_run_dir()
         self.writer = self._new_child("writer", 1)
@@ -154,13 +156,13 @@ class Stack:
             return
         demo_dir = self.settings.data_dir / "demo"
         marker = demo_dir / ".complete"
-        if not marker.exists():
+        if not marker.exists() or marker.read_text() != self.demo_scale:
             from schema.generate import generate
 
-            print(f"generating the {DEMO_SCALE} demo data set in {demo_dir} …", flush=True)
+            print(f"generating the {self.demo_scale} demo data set in {demo_dir} …", flush=True)
             demo_dir.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(generate, demo_dir, DEMO_SCALE, DEMO_SEED)
-            marker.write_text(DEMO_SCALE)
+            await asyncio.to_thread(generate, demo_dir, self.demo_scale, DEMO_SEED)
+            marker.write_text(self.demo_scale)
         print(f"loading {demo_dir} …", flush=True)
         loader = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "infra.cli", "load", str(demo_dir), env=self._child_env()
@@ -182,7 +184,6 @@ class Stack:
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.child_settings.to_env())
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.run_dir / "metrics")
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
@@ -353,7 +354,7 @@ class Stack:
                 answer = {"ok": True, "state": self.state()}
             else:
                 answer = {"ok": True, "state": await self.scale(request.get("readers"), request.get("workers"))}
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RuntimeError, TimeoutError) as exc:
             answer = {"ok": False, "error": str(exc)}
         writer.write(json.dumps(answer).encode() + b"\n")
         with contextlib.suppress(ConnectionError):
@@ -395,6 +396,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "writes can then look up to that much staler")
     parser.add_argument("--port", type=int, default=settings.port, help="port nginx listens on (default %(default)s)")
     parser.add_argument("--nginx-workers", type=int, default=1, help="nginx worker processes (default %(default)s)")
+    parser.add_argument("--demo-scale", default=DEMO_SCALE, choices=("tiny", "small", "full"),
+                        help="data set generated and loaded on first start, when the database has no products "
+                             "(default %(default)s)")
     parser.add_argument("--no-demo", action="store_true", help="do not generate and load the demo data set")
 
 
@@ -419,7 +423,7 @@ async def serve(stack: Stack) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env().replace(port=args.port)
     stack = Stack(settings, readers=args.readers, workers=args.workers, micro_cache_seconds=args.micro_cache,
-                  demo=not args.no_demo, nginx_workers=args.nginx_workers)
+                  demo_scale=None if args.no_demo else args.demo_scale, nginx_workers=args.nginx_workers)
     try:
         import uvloop
 
