@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("infra.stack", "start the whole stack in the foreground (embedded servers, demo data on first start)"),
     "down": ("infra.down", "stop the embedded PostgreSQL and Redis left running under the data folder"),
     "scale": ("infra.scale", "change the number of reader or worker processes of a running stack"),
+    "nginx": ("infra.nginx", "run nginx alone in front of readers and a writer reached by address (containers)"),
     "migrate": ("schema.migrate_command", "apply the SQL migrations not yet applied"),
     "generate": ("schema.generate", "write a synthetic Atelier CSV data set"),
     "load": ("schema.load", "bulk-load a folder of Atelier CSV files, then build the read models"),

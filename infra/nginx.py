@@ -46,6 +46,15 @@ class NginxConfig:
     micro_cache_seconds: int = 0
     worker_processes: int = 1
     static_dir: Path = STATIC_DIR
+    # A DNS server to re-resolve upstream host names at run time (Docker: 127.0.0.11, Kubernetes:
+    # the cluster DNS), so replicas added or removed behind one name are picked up without a reload.
+    resolver: str | None = None
+    # A file under run_dir by default; "stderr" in a container, whose runtime collects it.
+    error_log: str | None = None
+
+    @property
+    def error_log_target(self) -> str:
+        return self.error_log or str(self.run_dir / "error.log")
 
     def render(self) -> str:
         values = {
@@ -54,23 +63,27 @@ class NginxConfig:
             "user_directive": "user root;" if os.geteuid() == 0 else "",
             "worker_processes": str(self.worker_processes),
             "run_dir": str(self.run_dir),
+            "error_log": self.error_log_target,
             "listen": self.listen,
             "static_dir": str(self.static_dir),
-            "reader_servers": self._servers(self.readers) if self.readers else self._servers(()),
+            "reader_servers": self._servers(self.readers),
             "writer_servers": self._servers((self.writer,)),
             "cache_path": self._cache_path(),
             "cache_location": self._cache_location(),
+            "resolver": f"    resolver {self.resolver} valid=5s ipv6=off;" if self.resolver else "",
         }
         return _PLACEHOLDER.sub(lambda m: values[m.group(1)], TEMPLATE.read_text())
 
-    @staticmethod
-    def _servers(addresses: tuple[str, ...]) -> str:
+    def _servers(self, addresses: tuple[str, ...]) -> str:
         if not addresses:
             # An upstream block needs a server; with no reader up, nginx answers the JSON 503 at once.
             return "        server 127.0.0.1:1 down;"
-        return "\n".join(
-            f"        server {upstream_address(a)} max_fails=1 fail_timeout=2s;" for a in addresses
-        )
+        lines = []
+        for address in addresses:
+            by_name = self.resolver and not address.startswith("/") and not address[0].isdigit()
+            resolve = " resolve" if by_name else ""
+            lines.append(f"        server {upstream_address(address)} max_fails=1 fail_timeout=2s{resolve};")
+        return "\n".join(lines)
 
     def _cache_path(self) -> str:
         if not self.micro_cache_seconds:
@@ -121,7 +134,7 @@ class Nginx:
         candidate = config.run_dir / "nginx.conf.new"
         candidate.write_text(config.render())
         checked = subprocess.run(
-            [self.binary, "-t", "-q", "-p", str(config.run_dir), "-c", str(candidate), "-e", str(config.run_dir / "error.log")],
+            [self.binary, "-t", "-q", "-p", str(config.run_dir), "-c", str(candidate), "-e", config.error_log_target],
             capture_output=True,
             text=True,
         )
@@ -133,7 +146,7 @@ class Nginx:
     def start(self) -> subprocess.Popen:
         self.write_config(self.config)
         self.process = subprocess.Popen(
-            [self.binary, "-p", str(self.config.run_dir), "-c", str(self.conf_path), "-e", str(self.config.run_dir / "error.log")],
+            [self.binary, "-p", str(self.config.run_dir), "-c", str(self.conf_path), "-e", self.config.error_log_target],
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches the stack, which then stops nginx in order.
         )
@@ -175,3 +188,39 @@ class Nginx:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+# `atelier nginx`: the same config in front of readers and the writer that run elsewhere (a container
+# per process under docker compose or Kubernetes), reached by host name.
+
+
+def add_arguments(parser) -> None:
+    from infra.settings import Settings
+
+    settings = Settings.from_env()
+    parser.add_argument("--listen", default=f"0.0.0.0:{settings.port}", help="address:port (default %(default)s)")
+    parser.add_argument("--reader", action="append", required=True, metavar="HOST:PORT",
+                        help="a reader address; repeat it, or give one name that resolves to every replica")
+    parser.add_argument("--writer", required=True, metavar="HOST:PORT")
+    parser.add_argument("--resolver", help="DNS server that re-resolves --reader names at run time")
+    parser.add_argument("--micro-cache", type=int, default=settings.micro_cache_seconds, metavar="SECONDS")
+    parser.add_argument("--worker-processes", type=int, default=1)
+    parser.add_argument("--run-dir", type=Path, default=settings.data_dir / "run" / "nginx")
+
+
+def run(args) -> int:
+    config = NginxConfig(
+        run_dir=args.run_dir.absolute(),
+        listen=args.listen,
+        readers=tuple(args.reader),
+        writer=args.writer,
+        micro_cache_seconds=args.micro_cache,
+        worker_processes=args.worker_processes,
+        resolver=args.resolver,
+        error_log="stderr",
+    )
+    server = Nginx(config)
+    server.write_config(config)
+    # nginx becomes this process, so the container's stop signal reaches it directly.
+    os.execv(server.binary, [server.binary, "-p", str(config.run_dir), "-c", str(server.conf_path),
+                             "-e", config.error_log_target])
