@@ -1,0 +1,187 @@
+"""Collecting the jobs arq runs concurrently into batches applied in one transaction each.
+
+Every arq job hands its command to `Batcher.submit` and waits. One flusher task takes up to
+`size` pending writes (waiting at most `wait` seconds for a batch to fill once the first one
+arrives; while a flush runs, the next batch fills by itself) and, in ONE transaction, applies
+the source rows (`worker.apply`) and rebuilds every read model they touched
+(`projections.refresh`). Only after COMMIT does it publish the new read models to Redis
+(`projections.cache.publish`: compare-and-set by version, so never an older body over a newer
+one), then settle the receipts, mark new ids in the id state and announce the settled write ids,
+and finally resolve the jobs, which lets arq ack them.
+
+Failure handling, per batch:
+- PostgreSQL unreachable, restarting, deadlocked, or the same write applied concurrently by
+  another run: every job of the batch fails with `Transient` and arq retries it later;
+- a statement error caused by one bad write (it should not happen; validation is strict): the
+  batch is split and each write is applied on its own, so only the culprit is rejected;
+- Redis failing after COMMIT: the jobs fail with `Transient`; their re-run finds them applied and
+  repeats only the publishing, which is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+import projections
+from projections import idstate
+from worker import protocol
+from worker.apply import BatchResult, Outcome, apply_batch, record_outcomes, rejected
+from worker.protocol import Mutation
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT_PG = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.InsufficientResourcesError,
+)
+
+
+class Transient(Exception):
+    """The batch could not be applied now; the job must be retried later."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return exc.constraint_name == "applied_writes_pkey"
+    return isinstance(exc, (*_TRANSIENT_PG, OSError, asyncio.TimeoutError, RedisError))
+
+
+class Batcher:
+    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, size: int, wait: float):
+        self._pool = pool
+        self._redis = redis
+        self._size = size
+        self._wait = wait
+        self._pending: dict[str, tuple[Mutation, list[asyncio.Future]]] = {}
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.applied = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Finish what is pending, then stop (SIGTERM: the current batch is applied, not dropped)."""
+        while self._pending:
+            await self._flush(self._take())
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def submit(self, write_id: str, mutation: Mutation) -> Outcome:
+        future = asyncio.get_running_loop().create_future()
+        entry = self._pending.setdefault(write_id, (mutation, []))
+        entry[1].append(future)
+        self._arrived.set()
+        if len(self._pending) >= self._size:
+            self._full.set()
+        return await future
+
+    def _take(self) -> dict[str, tuple[Mutation, list[asyncio.Future]]]:
+        batch = {}
+        for write_id in list(self._pending)[: self._size]:
+            batch[write_id] = self._pending.pop(write_id)
+        if not self._pending:
+            self._arrived.clear()
+        if len(self._pending) < self._size:
+            self._full.clear()
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            await self._arrived.wait()
+            if not self._full.is_set():
+                try:
+                    await asyncio.wait_for(self._full.wait(), self._wait)
+                except asyncio.TimeoutError:
+                    pass
+            await self._flush(self._take())
+
+    async def _flush(self, batch: dict[str, tuple[Mutation, list[asyncio.Future]]]) -> None:
+        if not batch:
+            return
+        writes = [(write_id, mutation) for write_id, (mutation, _) in batch.items()]
+        started = time.perf_counter()
+        try:
+            outcomes = await self._apply(writes)
+        except Exception as exc:  # resolved into every job of the batch; arq decides about retries
+            if not is_transient(exc):
+                log.exception("batch of %d writes failed", len(writes))
+            else:
+                log.warning("batch of %d writes deferred: %s: %s", len(writes), type(exc).__name__, exc)
+            for _, futures in batch.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(Transient(f"{type(exc).__name__}: {exc}"))
+            return
+        self.applied += len(writes)
+        log.debug("applied %d writes in %.1f ms", len(writes), (time.perf_counter() - started) * 1000)
+        for write_id, (_, futures) in batch.items():
+            for future in futures:
+                if not future.done():
+                    future.set_result(outcomes[write_id])
+
+    async def _apply(self, writes: list[tuple[str, Mutation]]) -> dict[str, Outcome]:
+        try:
+            result, rows = await self._commit(writes)
+        except asyncpg.PostgresError as exc:
+            if is_transient(exc):
+                raise
+            if len(writes) == 1:
+                result = await self._reject(writes[0][0], exc)
+                rows = []
+            else:
+                log.warning("batch failed (%s); applying its %d writes one by one", exc, len(writes))
+                outcomes = {}
+                for write in writes:
+                    outcomes.update(await self._apply([write]))
+                return outcomes
+        await projections.cache.publish(self._redis, rows)
+        await self._settle(result)
+        return result.outcomes
+
+    async def _commit(self, writes) -> tuple[BatchResult, list]:
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                result = await apply_batch(conn, writes)
+                rows = await projections.refresh(conn, result.affected) if result.affected else []
+        return result, rows
+
+    async def _reject(self, write_id: str, exc: asyncpg.PostgresError) -> BatchResult:
+        log.error("write %s rejected by PostgreSQL: %s", write_id, exc)
+        outcome = rejected(f"could not be stored: {exc.__class__.__name__}")
+        async with self._pool.acquire() as conn:
+            await record_outcomes(conn, {write_id: outcome})
+        return BatchResult(outcomes={write_id: outcome})
+
+    async def _settle(self, result: BatchResult) -> None:
+        """Receipts, id state and the settled announcement in one MULTI: a client that sees its
+        write applied can immediately vote on what it created."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for write_id, outcome in result.outcomes.items():
+                key = protocol.receipt_key(write_id)
+                fields = {"status": outcome.status}
+                if outcome.resource:
+                    fields["resource"] = orjson.dumps(outcome.resource)
+                if outcome.error:
+                    fields["error"] = outcome.error
+                pipe.hset(key, mapping=fields)
+                pipe.pexpire(key, protocol.RECEIPT_TTL_MS)
+            for kind, ids in result.created.items():
+                idstate.mark_created(pipe, kind, ids)
+            pipe.publish(protocol.SETTLED_CHANNEL, " ".join(result.outcomes))
+            await pipe.execute()

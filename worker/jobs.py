@@ -1,0 +1,113 @@
+"""The arq worker: one job per acknowledged write, applied in batches by `worker.batcher`.
+
+Settings, and why (see `WorkerSettings`):
+- `max_jobs` 1000 / `queue_read_limit` 1000: arq runs this many jobs at once in one process; each
+  of them only waits in the batcher, so a high number is what lets batches fill (`batch_size`
+  writes per transaction) instead of trickling in one by one.
+- `poll_delay` 0.05 s: an idle worker notices a new job within 50 ms, which keeps staleness low
+  for the cost of 20 cheap ZRANGEBYSCOREs a second.
+- `job_timeout` (settings, default 60 s): a job waits at most this long for its batch; it then
+  asks for a retry (`Retry`) rather than letting arq time it out (arq's own timeout, 1 s later, is
+  only a backstop). arq's in-progress key — which stops a second worker from starting a job that
+  is running — expires `job_timeout` + 2 s after the start, so a worker killed with SIGKILL holds its jobs that long, then any worker
+  re-runs them (and `applied_writes` makes the re-run change nothing twice).
+- `max_tries` 10^9: an acknowledged write is never dropped. PostgreSQL being down is retried with
+  backoff (0.2 s doubling to 3 s) for as long as it takes — 10^9 tries at 3 s is ~95 years; arq's
+  try counter itself expires after a day. Writes that can never apply are rejected, not retried.
+- `keep_result` 0: outcomes live in our receipts, not in arq's result keys.
+- `job_completion_wait` 30 s: on SIGTERM the worker stops taking jobs and lets the running ones
+  (the current batches) finish before it exits.
+- `health_check_interval` 10 s: arq refreshes `arq:queue:health-check` (with its counters) that
+  often; `arq --check` and the stack's supervisor read it.
+- jobs are written by the writer with orjson (`protocol.job_serializer`) and no expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from arq import Retry
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+
+from infra.settings import Settings
+from worker import protocol
+from worker.batcher import Batcher, Transient
+
+log = logging.getLogger(__name__)
+MAX_TRIES = 10**9
+IN_PROGRESS_GRACE_S = 1
+
+
+def backoff(job_try: int) -> float:
+    return min(0.2 * 2 ** (job_try - 1), 3.0)
+
+
+async def apply_write(ctx: dict, wire: dict) -> str:
+    batcher: Batcher = ctx["batcher"]
+    try:
+        outcome = await asyncio.wait_for(
+            asyncio.shield(batcher.submit(ctx["job_id"], protocol.from_wire(wire))), ctx["job_timeout"]
+        )
+    except Transient:
+        raise Retry(defer=backoff(ctx["job_try"])) from None
+    except asyncio.TimeoutError:
+        raise Retry(defer=backoff(ctx["job_try"])) from None
+    return outcome.status
+
+
+async def startup(ctx: dict) -> None:
+    settings: Settings = ctx["settings"]
+    # min_size=0: the worker starts (and keeps its queue) even while PostgreSQL is down.
+    ctx["pg"] = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=4)
+    ctx["batcher"] = Batcher(
+        ctx["pg"], ctx["redis"], size=settings.worker_batch_size, wait=settings.worker_batch_wait_ms / 1000
+    )
+    ctx["batcher"].start()
+
+
+async def shutdown(ctx: dict) -> None:
+    if "batcher" in ctx:
+        try:
+            await ctx["batcher"].stop()
+        except Exception:  # the jobs stay queued and are re-run by the next worker
+            log.exception("could not finish the pending batch")
+    if "pg" in ctx:
+        await ctx["pg"].close()
+
+
+class WorkerSettings:
+    functions = [func(apply_write, name=protocol.APPLY_FUNCTION, max_tries=MAX_TRIES)]
+    on_startup = startup
+    on_shutdown = shutdown
+    queue_name = protocol.QUEUE
+    job_serializer = protocol.job_serializer
+    job_deserializer = protocol.job_deserializer
+    max_jobs = 1000
+    queue_read_limit = 1000
+    poll_delay = 0.05
+    max_tries = MAX_TRIES
+    keep_result = 0
+    job_completion_wait = 30
+    health_check_interval = 10
+    retry_jobs = True
+
+
+def _settings_kwargs() -> dict:
+    return {k: v for k, v in vars(WorkerSettings).items() if not k.startswith("_")}
+
+
+def create_worker(settings: Settings, burst: bool = False, handle_signals: bool = True) -> Worker:
+    """An arq Worker configured from `WorkerSettings` and `settings` (URLs must be resolved)."""
+    worker = Worker(
+        **_settings_kwargs(),
+        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        job_timeout=settings.worker_job_timeout + 1,
+        ctx={"settings": settings, "job_timeout": settings.worker_job_timeout},
+        burst=burst,
+        handle_signals=handle_signals,
+    )
+    worker.in_progress_timeout_s = settings.worker_job_timeout + 1 + IN_PROGRESS_GRACE_S
+    return worker

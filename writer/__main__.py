@@ -1,0 +1,38 @@
+"""`python -m writer --port P | --unix PATH`: run the writer (aiohttp on uvloop)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvloop
+from aiohttp import web
+
+from infra.services import embedded_redis
+from infra.settings import Settings
+from writer.app import create_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m writer", description=__doc__)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--port", type=int, help="TCP port on settings.host (default: settings.port)")
+    where.add_argument("--unix", help="listen on this Unix socket path instead")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        # The embedded Redis `atelier up` started under the data folder (its port file says where).
+        server = embedded_redis(settings)
+        server.running_pid()
+        settings = settings.replace(redis_url=server.url)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s writer %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    if args.unix:
+        web.run_app(app, path=args.unix, access_log=None, print=None, loop=uvloop.new_event_loop())
+    else:
+        web.run_app(app, host=settings.host, port=args.port or settings.port, access_log=None, print=None,
+                    loop=uvloop.new_event_loop())
+
+
+if __name__ == "__main__":
+    main()
