@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from infra.observability import setup_observability
 from infra.settings import Settings
 from worker import protocol
 from writer import validation
@@ -199,6 +200,7 @@ def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
 def create_app(settings: Settings) -> web.Application:
     """The writer app; `settings.redis_url` must be resolved (see `infra.services.ensure_services`)."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors])
+    setup_observability(app, settings, "writer")
     app.add_routes(_routes())
 
     async def clients(app: web.Application):
