@@ -53,6 +53,8 @@ class Settings:
     embedded_redis_port: int = 63799
     # Bounded in-process cache of ready response bytes, per reader process.
     local_cache_entries: int = 200_000
+    # PostgreSQL connections per reader process: at least its concurrency on misses, or a long tail.
+    reader_pool_size: int = 40
     # Size the nginx micro-cache in front of readers; 0 turns it off.
     micro_cache_seconds: int = 0
     log_json: bool = True
@@ -81,6 +83,7 @@ class Settings:
             embedded_pg_port=_int(env, "ATELIER_EMBEDDED_PG_PORT", 54329),
             embedded_redis_port=_int(env, "ATELIER_EMBEDDED_REDIS_PORT", 63799),
             local_cache_entries=_int(env, "ATELIER_LOCAL_CACHE_ENTRIES", 200_000),
+            reader_pool_size=_int(env, "ATELIER_READER_POOL_SIZE", 40),
             micro_cache_seconds=_int(env, "ATELIER_MICRO_CACHE_SECONDS", 0),
             log_json=_flag(env, "ATELIER_LOG_JSON", True),
             worker_batch_size=_int(env, "ATELIER_WORKER_BATCH_SIZE", 250),
@@ -104,6 +107,7 @@ class Settings:
             "ATELIER_EMBEDDED_PG_PORT": str(self.embedded_pg_port),
             "ATELIER_EMBEDDED_REDIS_PORT": str(self.embedded_redis_port),
             "ATELIER_LOCAL_CACHE_ENTRIES": str(self.local_cache_entries),
+            "ATELIER_READER_POOL_SIZE": str(self.reader_pool_size),
             "ATELIER_MICRO_CACHE_SECONDS": str(self.micro_cache_seconds),
             "ATELIER_LOG_JSON": "1" if self.log_json else "0",
             "ATELIER_WORKER_BATCH_SIZE": str(self.worker_batch_size),

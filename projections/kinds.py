@@ -77,13 +77,24 @@ LEFT JOIN ({inner}
 WHERE true {only(f"t.id = ANY({KEYS})")}"""
 
 
-def _product(only: Only) -> str:
-    return f"""
-SELECT p.id AS key, 0 AS items,
+# The product fields every product body starts with, open-ended so the detail can add features.
+_PRODUCT_FIELDS = f"""
   '{{"id":' || p.id || ',"campus":"hr-rfp","name":' || to_json(p.name) || ',"slogan":' || to_json(p.slogan)
   || ',"description":' || to_json(p.description) || ',"category":' || to_json(p.category)
   || ',"default_price":"' || p.default_price || '","created_at":' || {_stamp('p.created_at')}
-  || ',"updated_at":' || {_stamp('p.updated_at')} || ',"features":' || coalesce(f.body, '[]') || '}}' AS body
+  || ',"updated_at":' || {_stamp('p.updated_at')}"""
+
+# GET /products: one page of the catalogue, without features (products are read-only, so this is
+# no stored model: the reader caches each page it served).
+PRODUCT_LIST = f"""
+SELECT convert_to('[' || coalesce(string_agg({_PRODUCT_FIELDS} || '}}', ',' ORDER BY p.id), '') || ']', 'UTF8')
+FROM (SELECT * FROM products ORDER BY id LIMIT $1 OFFSET $2) p"""
+
+
+def _product(only: Only) -> str:
+    return f"""
+SELECT p.id AS key, 0 AS items,{_PRODUCT_FIELDS}
+  || ',"features":' || coalesce(f.body, '[]') || '}}' AS body
 FROM products p
 LEFT JOIN (
   SELECT product_id, '[' || string_agg('{{"feature":' || to_json(feature) || ',"value":' || {_nullable('value')} || '}}',

@@ -9,9 +9,13 @@ product 3 has seven reviews and seven questions for paging and sorting.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import asyncpg
+import pytest
+
+from tests.conftest import truncate_all
 
 D = dt.date
 
@@ -109,3 +113,21 @@ async def insert_sample(conn: asyncpg.Connection) -> None:
         "INSERT INTO answers_photos (id, answer_id, url) VALUES ($1, $2, $3)",
         [(2, 3, "https://a/2.jpg"), (1, 3, "https://a/1.jpg"), (3, 1, "https://a/3.jpg")],
     )
+
+
+@pytest.fixture
+async def sample(db, redis):
+    """The sample catalogue in an otherwise empty database, with an empty Redis."""
+    await truncate_all(db)
+    await insert_sample(db)
+    await redis.flushdb()
+    return db
+
+
+async def until(predicate, what: str) -> None:
+    """Wait for a condition the app reaches asynchronously (subscription, an invalidation)."""
+    for _ in range(500):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -12,19 +12,10 @@ from projections import cache
 from projections.affected import Affected
 from projections.kinds import TABLES, Kind
 from projections.store import Row, build_and_store, stored, stored_product_bundle
-from tests.conftest import truncate_all
-from tests.reader_sample import insert_sample
+from tests.reader_sample import sample  # noqa: F401 - the fixture is used by name
 
 PRODUCT_KEYS = (1, 2, 3, 404)
 QUESTION_KEYS = (1, 2, 3, 10, 404)
-
-
-@pytest.fixture
-async def sample(db, redis):
-    await truncate_all(db)
-    await insert_sample(db)
-    await redis.flushdb()
-    return db
 
 
 def keys_of(kind: Kind):

@@ -1,0 +1,110 @@
+"""The reader: every GET of the contract, answered from read-model bytes.
+
+`create_app(settings)` wires the layers (local cache → Redis → PostgreSQL) and two background
+duties that live as long as the app: the connections (asyncpg pool, lean Redis client) and the
+invalidation listener, which keeps the local cache honest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from infra.settings import Settings
+from projections import cache
+from reader.local_cache import LocalCache
+from reader.redis_client import LeanRedis
+from reader.routes import ROUTES, SOURCE, STATS
+from reader.source import ModelSource, Stats
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+LOCAL = web.AppKey("local", LocalCache)
+RESUBSCRIBE_DELAY = 0.5
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Readers keep no session state, so the pool's per-release RESET (a third of throughput) is skipped."""
+
+
+async def _connections(app: web.Application):
+    settings = app[SETTINGS]
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=0,  # start (and report not-ready) even while PostgreSQL is down
+        max_size=settings.reader_pool_size,
+        reset=_no_reset,
+        command_timeout=10,
+    )
+    redis = LeanRedis(settings.redis_url)
+    app[SOURCE] = ModelSource(app[LOCAL], redis, pool, app[STATS])
+    yield
+    await redis.close()
+    await pool.close()
+
+
+def apply_invalidation(local: LocalCache, stats: Stats, data: bytes) -> None:
+    changed = cache.parse_invalidation(data)
+    stats.invalidations += 1
+    if changed is None:
+        local.clear()
+        return
+    for kind, key, version in changed:
+        local.invalidate(kind, key, version)
+
+
+async def listen_for_invalidations(app: web.Application) -> None:
+    """Subscribe to the invalidation channel for ever; the local cache is trusted only while subscribed.
+
+    Messages published while we were not subscribed are lost, so every (re)subscription starts
+    from an empty local cache.
+    """
+    local, stats = app[LOCAL], app[STATS]
+    client = aioredis.from_url(app[SETTINGS].redis_url, health_check_interval=5)
+    try:
+        while True:
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(cache.CHANNEL)
+                async for message in pubsub.listen():
+                    if message["type"] == "subscribe":
+                        local.clear()
+                        local.trusted = True
+                        stats.resubscribes += 1
+                    elif message["type"] == "message":
+                        apply_invalidation(local, stats, message["data"])
+            except (ConnectionError, OSError, aioredis.RedisError) as exc:
+                log.warning("invalidation channel lost (%s); local cache off until resubscribed", exc)
+            finally:
+                local.trusted = False
+                local.clear()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(RESUBSCRIBE_DELAY)  # back off before reconnecting to a failed Redis
+    finally:
+        await client.aclose()
+
+
+async def _invalidations(app: web.Application):
+    task = asyncio.create_task(listen_for_invalidations(app))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[STATS] = Stats()
+    app[LOCAL] = LocalCache(settings.local_cache_entries)
+    app.cleanup_ctx.append(_connections)
+    app.cleanup_ctx.append(_invalidations)
+    app.router.add_routes(ROUTES)
+    return app

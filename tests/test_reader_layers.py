@@ -1,0 +1,97 @@
+"""The reader's cache layers: every layer answers the same bytes, and invalidations keep them fresh."""
+
+from __future__ import annotations
+
+import pytest
+
+import projections
+from projections import cache
+from projections.affected import Affected
+from projections.kinds import Kind
+from reader.app import LOCAL, create_app
+from reader.routes import STATS
+from tests.reader_sample import sample, until  # noqa: F401 - fixtures are used by name
+
+PATHS = {
+    Kind.PRODUCT: "/products/1",
+    Kind.STYLES: "/products/1/styles",
+    Kind.RELATED: "/products/1/related",
+    Kind.META: "/reviews/meta?product_id=1",
+}
+
+
+async def started(aiohttp_client, settings):
+    app = create_app(settings)
+    client = await aiohttp_client(app)
+    await until(lambda: app[LOCAL].trusted, "the invalidation subscription")
+    return app, client
+
+
+@pytest.mark.parametrize("kind", list(PATHS))
+async def test_every_layer_answers_the_fresh_build(aiohttp_client, settings, sample, redis, kind):  # noqa: F811
+    fresh = await projections.build_one(sample, kind, 1)
+    path = PATHS[kind]
+
+    # No stored row, nothing cached: built from the source tables and stored.
+    app, client = await started(aiohttp_client, settings)
+    assert await (await client.get(path)).read() == fresh
+    assert app[STATS].builds == 1
+    stored = await projections.store.stored(sample, kind, 1)
+    assert stored.body == fresh
+
+    # Same process again: the local cache.
+    assert await (await client.get(path)).read() == fresh
+    assert app[STATS].local_hits == 1
+
+    # A new process: Redis (filled by the first one).
+    app, client = await started(aiohttp_client, settings)
+    assert await (await client.get(path)).read() == fresh
+    assert (app[STATS].redis_hits, app[STATS].builds) == (1, 0)
+
+    # Redis emptied: the stored PostgreSQL row.
+    await redis.flushdb()
+    app, client = await started(aiohttp_client, settings)
+    assert await (await client.get(path)).read() == fresh
+    assert (app[STATS].postgres_hits, app[STATS].builds) == (1, 0)
+
+
+async def test_a_product_page_miss_fills_every_model_of_the_product(aiohttp_client, settings, sample):  # noqa: F811
+    await projections.bulk.build_all(sample, progress=False)
+    app, client = await started(aiohttp_client, settings)
+    await client.get("/products/1")
+    for path in ("/products/1/styles", "/products/1/related", "/reviews?product_id=1",
+                 "/reviews/meta?product_id=1", "/qa/questions?product_id=1"):
+        assert (await client.get(path)).status == 200
+    assert (app[STATS].postgres_hits, app[STATS].local_hits) == (1, 5)
+
+
+async def test_a_published_refresh_replaces_the_local_copy(aiohttp_client, settings, sample, redis):  # noqa: F811
+    await projections.bulk.build_all(sample, progress=False)
+    app, client = await started(aiohttp_client, settings)
+    before = await (await client.get("/reviews?product_id=1")).read()
+    async with sample.transaction():
+        await sample.execute("UPDATE reviews SET reported = true WHERE id = 4")
+        rows = await projections.refresh(sample, Affected(review_products={1}))
+    seen = app[STATS].invalidations
+    await cache.publish(redis, rows)
+    await until(lambda: app[STATS].invalidations > seen, "the invalidation")
+    after = await (await client.get("/reviews?product_id=1")).read()
+    assert after != before and b'"review_id":4' not in after
+    meta = await (await client.get("/reviews/meta?product_id=1")).read()
+    assert meta == await projections.build_one(sample, Kind.META, 1)
+
+
+async def test_a_stale_fill_after_an_invalidation_is_not_kept(settings):
+    """A row read before a newer version was announced must not become the local copy."""
+    from reader.local_cache import LocalCache
+    from projections.store import Row
+
+    local = LocalCache(10)
+    local.trusted = True
+    local.invalidate(Kind.REVIEWS, 1, 20)
+    local.put(Row(Kind.REVIEWS, 1, 19, b"[]", 0))
+    assert local.get(Kind.REVIEWS, 1) is None
+    local.put(Row(Kind.REVIEWS, 1, 20, b"[1]", 1))
+    assert local.get(Kind.REVIEWS, 1).row.version == 20
+    local.put(Row(Kind.REVIEWS, 1, 18, b"[]", 0))
+    assert local.get(Kind.REVIEWS, 1).row.version == 20
