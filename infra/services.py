@@ -55,3 +55,17 @@ def stop_embedded(settings: Settings) -> list[str]:
             server.stop()
             stopped.append(name)
     return stopped
+
+
+def resolve_urls(settings: Settings) -> Settings:
+    """Settings whose missing URLs name the embedded servers `atelier up` left running under the
+    data folder (a child process finds them there; it never starts a server itself)."""
+    if not settings.database_url:
+        postgres = embedded_postgres(settings)
+        postgres.running_pid()
+        settings = settings.replace(database_url=postgres.url)
+    if not settings.redis_url:
+        redis = embedded_redis(settings)
+        redis.running_pid()
+        settings = settings.replace(redis_url=redis.url)
+    return settings

@@ -11,22 +11,9 @@ import logging
 
 import uvloop
 
-from infra.services import embedded_postgres, embedded_redis
+from infra.services import resolve_urls
 from infra.settings import Settings
 from worker.jobs import create_worker
-
-
-def resolved(settings: Settings) -> Settings:
-    """Fill in the URLs of the embedded servers `atelier up` started, when none are configured."""
-    if not settings.database_url:
-        postgres = embedded_postgres(settings)
-        postgres.running_pid()
-        settings = settings.replace(database_url=postgres.url)
-    if not settings.redis_url:
-        redis = embedded_redis(settings)
-        redis.running_pid()
-        settings = settings.replace(redis_url=redis.url)
-    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     # arq logs two lines per job; at thousands of jobs a second that is most of the CPU.
     logging.getLogger("arq.worker").setLevel(logging.WARNING)
     uvloop.install()
-    worker = create_worker(resolved(Settings.from_env()), burst=args.burst)
+    worker = create_worker(resolve_urls(Settings.from_env()), burst=args.burst)
     worker.run()
     return 0
 

@@ -8,7 +8,7 @@ import logging
 import uvloop
 from aiohttp import web
 
-from infra.services import embedded_redis
+from infra.services import resolve_urls
 from infra.settings import Settings
 from writer.app import create_app
 
@@ -19,12 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     where.add_argument("--port", type=int, help="TCP port on settings.host (default: settings.port)")
     where.add_argument("--unix", help="listen on this Unix socket path instead")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    if not settings.redis_url:
-        # The embedded Redis `atelier up` started under the data folder (its port file says where).
-        server = embedded_redis(settings)
-        server.running_pid()
-        settings = settings.replace(redis_url=server.url)
+    settings = resolve_urls(Settings.from_env())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s writer %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     if args.unix:
