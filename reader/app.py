@@ -15,6 +15,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from infra.observability import METRICS, CounterBridge, setup_observability
 from infra.settings import Settings
 from projections import cache
 from reader.local_cache import LocalCache
@@ -99,10 +100,20 @@ async def _invalidations(app: web.Application):
         await task
 
 
+# Stats counter → (layer, result) of atelier_cache_lookups_total.
+CACHE_SERIES = {
+    "local_hits": ("local", "hit"), "redis_hits": ("redis", "hit"), "postgres_hits": ("postgres", "hit"),
+    "builds": ("source_tables", "build"), "not_found": ("postgres", "not_found"),
+    "redis_errors": ("redis", "error"), "postgres_errors": ("postgres", "error"),
+}
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[STATS] = Stats()
+    setup_observability(app, settings, "reader")
+    app.cleanup_ctx.append(CounterBridge(app[METRICS], app[STATS].as_dict, CACHE_SERIES).run)
     app[LOCAL] = LocalCache(settings.local_cache_entries)
     app.cleanup_ctx.append(_connections)
     app.cleanup_ctx.append(_invalidations)

@@ -58,26 +58,27 @@ def guarded(handler):
     return answer
 
 
-def number(raw: str | None, name: str, default: int | None = None) -> int:
-    """A positive integer parameter; empty counts as absent (the storefront sends `?&page=1`)."""
-    if raw is None or raw == "":
-        if default is None:
-            raise Problem(422, f"{name} is required", name)
-        return default
+def _positive(raw: str, name: str) -> int:
     if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise Problem(422, f"{name} must be a positive integer", name)
-    value = int(raw)
+    return int(raw)
+
+
+def number(raw: str | None, name: str, default: int) -> int:
+    """A positive integer parameter; empty counts as absent (the storefront sends `?&page=1`)."""
+    if raw is None or raw == "":
+        return default
+    value = _positive(raw, name)
     if value > MAX_NUMBER:
         raise Problem(422, f"{name} must be at most {MAX_NUMBER}", name)
     return value
 
 
 def identifier(raw: str | None, name: str) -> int:
+    """A required id; one too large for the database names nothing (404)."""
     if raw is None or raw == "":
         raise Problem(422, f"{name} is required", name)
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-        raise Problem(422, f"{name} must be a positive integer", name)
-    value = int(raw)
+    value = _positive(raw, name)
     if value > MAX_ID:
         raise Problem(404, f"{name.split('_')[0]} {raw} not found", name)
     return value
