@@ -15,22 +15,9 @@ import signal
 import uvloop
 from aiohttp import web
 
-from infra.services import embedded_postgres, embedded_redis
+from infra.services import resolve_urls
 from infra.settings import Settings
 from reader.app import create_app
-
-
-def resolve(settings: Settings) -> Settings:
-    """URLs of the embedded servers `atelier up` left running, when none are configured."""
-    if not settings.database_url:
-        server = embedded_postgres(settings)
-        server.running_pid()
-        settings = settings.replace(database_url=server.url)
-    if not settings.redis_url:
-        server = embedded_redis(settings)
-        server.running_pid()
-        settings = settings.replace(redis_url=server.url)
-    return settings
 
 
 async def serve(settings: Settings, port: int | None, unix: str | None) -> None:
@@ -53,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="TCP port on settings.host, shared via SO_REUSEPORT")
     parser.add_argument("--unix", help="listen on this Unix socket path (as well, or instead)")
     args = parser.parse_args(argv)
-    settings = resolve(Settings.from_env())
+    settings = resolve_urls(Settings.from_env())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s reader %(levelname)s %(name)s: %(message)s")
     port = args.port if args.port is not None or args.unix else settings.port
     uvloop.run(serve(settings, port, args.unix))
