@@ -20,7 +20,7 @@ import os
 import sys
 import time
 import uuid
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import orjson
 from aiohttp import web
@@ -101,6 +101,44 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+class CounterBridge:
+    """Copies an app's own plain-integer counters into `atelier_cache_lookups_total` once a second.
+
+    The reader counts cache answers with `+= 1` on its hot path (nanoseconds); the Prometheus
+    series is updated from the deltas in the background, so scraping costs the hot path nothing.
+    `layers` maps a counter name to its (layer, result) labels.
+    """
+
+    def __init__(self, metrics: Metrics, read: Callable[[], dict[str, int]], layers: dict[str, tuple[str, str]],
+                 interval: float = 1.0):
+        self.metrics = metrics
+        self.read = read
+        self.layers = layers
+        self.interval = interval
+        self.published: dict[str, int] = {}
+
+    def publish(self) -> None:
+        current = self.read()
+        for name, (layer, result) in self.layers.items():
+            delta = current.get(name, 0) - self.published.get(name, 0)
+            if delta > 0:
+                self.metrics.cache.labels(self.metrics.app_name, layer, result).inc(delta)
+            self.published[name] = current.get(name, 0)
+
+    async def run(self, app: web.Application):
+        async def every_interval():
+            while True:
+                await asyncio.sleep(self.interval)
+                self.publish()
+
+        task = asyncio.create_task(every_interval())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self.publish()
 
 
 def metrics_for(settings: Settings, app_name: str) -> Metrics:
