@@ -3,6 +3,8 @@
 The loader must accept the original files unchanged, so the generator reproduces their formats
 and their faults (broken photo rows, orphans, out-of-range values, unsorted ids, `null` words,
 no final newline); load tests need the original's size and skew, so `full` matches its row counts.
+Quoting follows the originals: every text column is double-quoted (quotes inside doubled), ids,
+numbers, epoch-ms dates and true/false or 0/1 flags are bare, and so is the word null.
 
 How it stays fast, deterministic and small in memory
 ----------------------------------------------------
@@ -84,8 +86,11 @@ SHOWCASE_PRODUCTS = frozenset({1, 40344})
 # Files that carry the odd deliberately invalid row (besides orphans, which every file but
 # product has). product never does: product ids must stay dense 1..N.
 BAD_ROW_FILES = frozenset({"reviews", "characteristic_reviews", "skus", "styles", "questions", "answers"})
-ORPHAN_CHUNK_RATE = 1 / 400  # beyond chunk 0, which always has one orphan per file
-BAD_CHUNK_RATE = 1 / 800  # beyond chunk 0, which always has one bad row per file in BAD_ROW_FILES
+# Chunk 0 has one orphan per file (but product and cart) and one bad row per BAD_ROW_FILES file,
+# so even tiny has them; then one every ORPHAN_EVERY_CHUNKS / BAD_EVERY_CHUNKS chunks: a few per
+# file in full, spaced out rather than random so that no file ends up with none.
+ORPHAN_EVERY_CHUNKS = 400
+BAD_EVERY_CHUNKS = 800
 SWAP_RATE = 1 / 5000  # adjacent rows swapped so ids are not always sorted
 RELATED_ZERO_RATE = 1.3e-5  # ~58 related rows pointing at product 0 in the full set
 
@@ -216,6 +221,14 @@ def stream(seed: int, name: str, chunk: int) -> random.Random:
     Seeding from a string hashes it with SHA-512, independent of PYTHONHASHSEED.
     """
     return random.Random(f"atelier/{seed}/{name}/{chunk}")
+
+
+@functools.cache
+def extra_row_phases(seed: int) -> dict[str, tuple[int, int]]:
+    """Per file, which chunk (modulo the spacing) gets an orphan and which a bad row."""
+    rng = stream(seed, "plan-extras", 0)
+    return {name: (1 + int(rng.random() * (ORPHAN_EVERY_CHUNKS - 1)), 1 + int(rng.random() * (BAD_EVERY_CHUNKS - 1)))
+            for name in FILES}
 
 
 def chunk_count(scale: Scale) -> int:
@@ -386,18 +399,15 @@ class ChunkPlan:
     @cached_property
     def extras(self) -> dict[str, tuple[str, ...]]:
         """The deliberate orphan and bad rows each file gets at the end of this chunk."""
-        rng = stream(self.seed, "plan-extras", self.chunk)
+        phases = extra_row_phases(self.seed)
         kinds: dict[str, tuple[str, ...]] = {}
         for name in FILES:
+            orphan_phase, bad_phase = phases[name]
             chosen = []
-            orphan = rng.random() < ORPHAN_CHUNK_RATE
-            bad = rng.random() < BAD_CHUNK_RATE
-            if name in ("product", "cart"):
-                kinds[name] = ()
-                continue
-            if orphan or self.chunk == 0:
+            first = self.chunk == 0
+            if name not in ("product", "cart") and (first or self.chunk % ORPHAN_EVERY_CHUNKS == orphan_phase):
                 chosen.append("orphan")
-            if name in BAD_ROW_FILES and (bad or self.chunk == 0):
+            if name in BAD_ROW_FILES and (first or self.chunk % BAD_EVERY_CHUNKS == bad_phase):
                 chosen.append("bad")
             kinds[name] = tuple(chosen)
         return kinds
@@ -895,7 +905,8 @@ def sku_rows(writer: Writer, plan: ChunkPlan, rng: random.Random) -> ChunkRows:
         if kind == "orphan":
             records.append(f'{next_id},{writer.missing_id("styles", rng)},"M",{SKU_QUANTITIES[bits(10)]}')
         else:  # an unparseable quantity
-            records.append(f'{next_id},{writer.layout.first_id("styles", plan.chunk)},"L",{pick(rng, ("1O", "NaN", "seven", "4.5.1"))}')
+            quantity = pick(rng, ("1O", "NaN", "seven", "4.5.1"))
+            records.append(f'{next_id},{writer.layout.first_id("styles", plan.chunk)},"L",{quantity}')
         next_id += 1
     return ChunkRows(records)
 
@@ -914,10 +925,11 @@ def related_rows(writer: Writer, plan: ChunkPlan, rng: random.Random) -> ChunkRo
             roll = rnd()
             if related and roll < 0.01:
                 pass  # the same related product listed twice
-            elif roll < 0.015:
+            elif roll < 0.013:
                 related = product_id  # a self-reference
             elif roll < 0.7:
-                related = min(last, max(1, product_id + int(rnd() * 201) - 100))
+                offset = int(rnd() * 200) - 100
+                related = min(last, max(1, product_id + (offset if offset < 0 else offset + 1)))
             else:
                 related = int(rnd() * last) + 1
             if rnd() < RELATED_ZERO_RATE or (forced_zero and index >= 5):
@@ -1239,7 +1251,8 @@ def generate_files(out_dir: pathlib.Path, scale: Scale, seed: int, progress: boo
             started = time.monotonic()
             layout = plan_layout(seed, scale, pool)
             if progress:
-                print(f"generate planned {scale.name} in {time.monotonic() - started:.1f}s", file=sys.stderr, flush=True)
+                planned = time.monotonic() - started
+                print(f"generate planned {scale.name} in {planned:.1f}s", file=sys.stderr, flush=True)
             order = sorted(FILES, key=lambda name: estimated_cost(name, layout), reverse=True)
             jobs = [(name, layout, str(out_dir), progress) for name in order]
             results = pool.starmap(write_file, jobs, chunksize=1)
@@ -1253,7 +1266,8 @@ def generate_files(out_dir: pathlib.Path, scale: Scale, seed: int, progress: boo
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     scales = "; ".join(f"{scale.name}: {scale.about}" for scale in SCALES.values())
-    parser.add_argument("--scale", choices=tuple(SCALES), default="tiny", help=f"size of the data set ({scales})")
+    parser.add_argument("--scale", choices=tuple(SCALES), default="tiny",
+                        help=f"size of the data set, default %(default)s ({scales})")
     parser.add_argument("--out", type=pathlib.Path, required=True,
                         help="folder to write the 14 CSV files into (created if missing, files overwritten)")
     parser.add_argument("--seed", type=int, default=1,

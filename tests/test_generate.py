@@ -10,6 +10,7 @@ import argparse
 import collections
 import csv
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -415,9 +416,10 @@ def test_full_scale_plan_matches_the_original_row_counts():
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> tuple[pathlib.Path, dict[str, int]]:
+def small(tmp_path_factory):
     folder = tmp_path_factory.mktemp("small")
-    return folder, gen.generate(folder, "small", seed=1)
+    yield folder, gen.generate(folder, "small", seed=1)
+    shutil.rmtree(folder, ignore_errors=True)  # 340 MB: not worth keeping among pytest's last runs
 
 
 def test_small_has_fifty_thousand_products(small):
