@@ -103,6 +103,25 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def every(interval: float, action: Callable[[], None]):
+    """A cleanup_ctx entry running `action` every `interval` seconds while the app runs, and once at the end."""
+
+    async def context(app: web.Application):
+        async def loop():
+            while True:
+                await asyncio.sleep(interval)
+                action()
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        action()
+
+    return context
+
+
 class CounterBridge:
     """Copies an app's own plain-integer counters into `atelier_cache_lookups_total` once a second.
 
@@ -127,18 +146,9 @@ class CounterBridge:
                 self.metrics.cache.labels(self.metrics.app_name, layer, result).inc(delta)
             self.published[name] = current.get(name, 0)
 
-    async def run(self, app: web.Application):
-        async def every_interval():
-            while True:
-                await asyncio.sleep(self.interval)
-                self.publish()
-
-        task = asyncio.create_task(every_interval())
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        self.publish()
+    @property
+    def run(self):
+        return every(self.interval, self.publish)
 
 
 def metrics_for(settings: Settings, app_name: str) -> Metrics:
@@ -175,18 +185,9 @@ class JsonLog:
         with contextlib.suppress(ValueError, OSError):
             self.stream.flush()
 
-    async def flush_task(self, app: web.Application):
-        async def every_second():
-            while True:
-                await asyncio.sleep(1)
-                self.flush()
-
-        task = asyncio.create_task(every_second())
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        self.flush()
+    @property
+    def flush_task(self):
+        return every(1.0, self.flush)
 
 
 def request_id(request: web.Request) -> str:

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.observability import LOG, Metrics, job_context, request_id, setup_observability
+from infra.observability import LOG, CounterBridge, Metrics, job_context, request_id, setup_observability
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -129,3 +129,16 @@ def test_multiprocess_mode_sums_every_process(tmp_path):
     key = ("atelier_http_requests_total",
            (("app", "reader"), ("method", "GET"), ("route", "/products/{product_id}"), ("status", "200")))
     assert found[key] == 7
+
+
+def test_counter_bridge_publishes_deltas_of_plain_counters():
+    counts = {"local_hits": 5, "redis_hits": 1}
+    metrics = Metrics("reader")
+    bridge = CounterBridge(metrics, lambda: dict(counts), {"local_hits": ("local", "hit"), "redis_hits": ("redis", "hit")})
+    bridge.publish()
+    counts["local_hits"] += 3
+    bridge.publish()
+    bridge.publish()
+    found = samples(metrics.exposition().decode())
+    assert found[("atelier_cache_lookups_total", (("app", "reader"), ("layer", "local"), ("result", "hit")))] == 8
+    assert found[("atelier_cache_lookups_total", (("app", "reader"), ("layer", "redis"), ("result", "hit")))] == 1
