@@ -165,7 +165,8 @@ class Stack:
             marker.write_text(self.demo_scale)
         print(f"loading {demo_dir} …", flush=True)
         loader = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "infra.cli", "load", str(demo_dir), env=self._child_env()
+            sys.executable, "-m", "infra.cli", "load", str(demo_dir),
+            "--rejects", str(self.settings.data_dir / "demo-rejects.jsonl"), env=self._child_env()
         )
         if await loader.wait() != 0:
             raise RuntimeError(f"atelier load {demo_dir} failed with exit code {loader.returncode}")
@@ -236,6 +237,7 @@ class Stack:
             if child.retiring or self.stopping:
                 return
             await self._spawn(child)
+            self._write_state()
 
     async def _wait_ready(self, child: Child, timeout: float = 120) -> None:
         """Poll the child's /readyz until it answers 200: it is then safe to send it traffic."""
