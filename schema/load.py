@@ -1,0 +1,625 @@
+"""`atelier load DIR`: bulk-load the 14 CSV files of the data set, then build the read models.
+
+The data set is ~62M rows and the box has two cores, so the work is set-based SQL on two
+connections, in phases (each timed in the report):
+
+1. prepare — a database that already holds source rows is refused unless `--replace`, which
+   empties the source tables, the read models and the tables pointing at source rows (carts).
+   Every key, index and foreign key of the source tables is saved and dropped (schema/load_sql.py).
+2. copy — each file goes as it is into an UNLOGGED staging table of text columns plus a record
+   number, through PostgreSQL's own CSV parser (COPY … FREEZE: no hint bits to set later).
+   photos.csv is repaired line by line on the way; a file COPY refuses for its structure is
+   split by Python into good and bad records (schema/csv_sources.py explains both).
+3. validate/insert — per table, parents before children: one pass records every row that may
+   not go in with its first reason (missing value, unparseable number or date, a CHECK of the
+   schema, an orphan foreign key); then TRUNCATE and one INSERT … SELECT with casts of the rest
+   in the same transaction, which under wal_level=minimal skips WAL.
+4. index — primary keys first (a duplicated id keeps the first record in file order; the later
+   ones are rejected), then the other indexes and the foreign keys, from the saved definitions.
+5. analyze — ANALYZE, and every identity sequence set so the next insert takes max(id) + 1.
+6. projections — the read models' bulk build and the writer's id state in Redis, when present.
+
+Both editions load unchanged: dates as epoch milliseconds or "YYYY-MM-DD", booleans as
+true/false or 1/0 (even mixed in one file), headers with or without a space after each comma.
+The bare word `null` is NULL in styles.sale_price, features.value, reviews.response and
+answers.answerer_email. Loaded text is kept as it is (long review summaries, short bodies).
+
+Bad rows never stop a load: each goes to the rejects file (JSON lines, or CSV when the name ends
+in .csv) with its file, physical line number, reason and the record, and the summary counts them
+per file and reason. A child of a rejected row is rejected in turn as an orphan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import csv
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import asyncpg
+from tqdm import tqdm
+
+from schema.csv_sources import (
+    SOURCES, BadRecord, Source, check_folder, estimate_records, file_chunks, record_text, split_records,
+)
+from schema.load_sql import (
+    REJECTS, SCHEMA, SavedDdl, TablePlan, drop_schema, ensure_schema, ident, plan_table, raw_columns, restored,
+    save_and_drop,
+)
+
+SOURCE_TABLES = tuple(s.table for s in SOURCES)
+PHASES = ("prepare", "copy", "validate_insert", "index", "rejects", "analyze", "projections", "idstate")
+
+
+class LoadRefused(Exception):
+    """The target database is not in a state this load may touch."""
+
+
+@dataclass
+class FileReport:
+    file: str
+    table: str
+    rows_loaded: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+
+@dataclass
+class LoadReport:
+    files: dict[str, FileReport]
+    phases: dict[str, float] = field(default_factory=dict)
+    rejects_path: Path | None = None
+    projections: dict | None = None
+    idstate: dict | None = None
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(f.rows_loaded for f in self.files.values())
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(f.rows_rejected for f in self.files.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "rows_loaded": self.rows_loaded,
+            "rows_rejected": self.rows_rejected,
+            "phases_seconds": {k: round(v, 2) for k, v in self.phases.items()},
+            "files": {
+                name: {"table": f.table, "rows_loaded": f.rows_loaded, "rows_rejected": f.rows_rejected,
+                       "rejected_by_reason": dict(sorted(f.rejected.items()))}
+                for name, f in self.files.items()
+            },
+            "rejects_file": str(self.rejects_path) if self.rejects_path else None,
+            "projections": self.projections,
+            "idstate": self.idstate,
+            "skipped": self.skipped,
+        }
+
+    def summary(self) -> str:
+        lines = [f"{'file':<28}{'loaded':>14}{'rejected':>10}"]
+        for f in self.files.values():
+            lines.append(f"{f.file:<28}{f.rows_loaded:>14,}{f.rows_rejected:>10,}")
+            for reason, count in sorted(f.rejected.items()):
+                lines.append(f"    {count:>8,}  {reason}")
+        lines.append(f"{'total':<28}{self.rows_loaded:>14,}{self.rows_rejected:>10,}")
+        lines.append("phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.phases.items()))
+        if self.rejects_path:
+            lines.append(f"rejected records: {self.rejects_path}")
+        lines.extend(self.skipped)
+        return "\n".join(lines)
+
+
+@dataclass
+class Reject:
+    file: str
+    line: int
+    reason: str
+    record: str
+
+
+@dataclass
+class _File:
+    """One source file on its way in."""
+
+    source: Source
+    path: Path
+    plan: TablePlan
+    report: FileReport
+    first_lines: object = None           # set when Python split the file: line of each staged record
+    bad: list[BadRecord] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+# --- two connections, a queue of jobs -------------------------------------------------------------
+
+@dataclass
+class Job:
+    name: str
+    work: Callable[[list[asyncpg.Connection]], Awaitable[None]]
+    weight: float = 0.0
+    after: frozenset[str] = frozenset()
+    exclusive: frozenset[str] = frozenset()   # tables locked against every other job
+    shared: frozenset[str] = frozenset()      # tables only exclusive jobs must keep away from
+
+
+async def run_jobs(workers: list[list[asyncpg.Connection]], jobs: list[Job]) -> None:
+    """Run jobs on the workers (each a pair of connections), heaviest ready job first, honouring
+    order and table locks.
+
+    Jobs that would only wait for each other's table locks are never started together, so no
+    connection sits blocked while another job could run.
+    """
+    pending = sorted(jobs, key=lambda j: -j.weight)
+    known = {j.name for j in jobs}
+    done: set[str] = set()
+    running: list[Job] = []
+    changed = asyncio.Condition()
+
+    def ready(job: Job) -> bool:
+        if not (job.after & known) <= done:
+            return False
+        return not any(job.exclusive & (o.exclusive | o.shared) or job.shared & o.exclusive for o in running)
+
+    async def worker(conns: list[asyncpg.Connection]) -> None:
+        while True:
+            async with changed:
+                while True:
+                    if not pending:
+                        return
+                    job = next((j for j in pending if ready(j)), None)
+                    if job is not None:
+                        break
+                    if not running:
+                        raise RuntimeError(f"jobs that can never run: {[j.name for j in pending]}")
+                    await changed.wait()
+                pending.remove(job)
+                running.append(job)
+            try:
+                await job.work(conns)
+            finally:
+                async with changed:
+                    running.remove(job)
+                    done.add(job.name)
+                    changed.notify_all()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for conns in workers:
+                group.create_task(worker(conns))
+    except* Exception as failed:
+        raise failed.exceptions[0] from None
+
+
+# --- progress -------------------------------------------------------------------------------------
+
+class _Progress:
+    """A bar per file being copied (rows, rows/s, ETA) and one line per finished step, on stderr."""
+
+    def __init__(self, enabled: bool, slots: int):
+        self.enabled = enabled
+        self.free = list(range(slots))
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            tqdm.write(text, file=sys.stderr)
+
+    @contextmanager
+    def bar(self, label: str, estimate: int):
+        slot = self.free.pop(0) if self.free else 0
+        bar = tqdm(total=estimate, desc=f"{label:<27}", unit=" rows", unit_scale=True, position=slot,
+                   leave=False, file=sys.stderr, disable=not self.enabled, mininterval=0.5, dynamic_ncols=True)
+        try:
+            yield bar
+        finally:
+            bar.close()
+            self.free.append(slot)
+            self.free.sort()
+
+
+# --- the phases -----------------------------------------------------------------------------------
+
+async def _connect(database_url: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(database_url)
+    # Hash joins against a parent's ids stay in memory; staged tables are scanned in file order.
+    await conn.execute("SET work_mem = '1GB'; SET synchronize_seqscans = off; SET statement_timeout = 0")
+    return conn
+
+
+async def _read_model_tables() -> list[str]:
+    try:
+        kinds = importlib.import_module("projections.kinds")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("projections.kinds", "projections"):
+            raise
+        return []
+    return list(kinds.TABLES.values())
+
+
+async def _prepare_target(conn: asyncpg.Connection, replace: bool, progress: _Progress) -> None:
+    holding = [t for t in SOURCE_TABLES if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {t})")]
+    if holding and not replace:
+        raise LoadRefused(
+            f"the database already holds data ({', '.join(holding)}); "
+            "run again with --replace to empty the source tables and read models first"
+        )
+    if not replace:
+        return
+    referencing = await conn.fetch(
+        "SELECT DISTINCT conrelid::regclass::text AS t FROM pg_constraint WHERE contype = 'f' "
+        "AND confrelid = ANY($1::regclass[]) AND NOT conrelid = ANY($1::regclass[])",
+        list(SOURCE_TABLES),
+    )
+    existing = {r["t"] for r in await conn.fetch("SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public'")}
+    models = [t for t in await _read_model_tables() if t in existing]
+    tables = [*SOURCE_TABLES, *models, *sorted(r["t"] for r in referencing)]
+    await conn.execute(f"TRUNCATE {', '.join(tables)}")
+    progress.say(f"--replace: emptied {', '.join(tables)}")
+
+
+def _copy_job(item: _File, progress: _Progress) -> Job:
+    async def work(conns: list[asyncpg.Connection]) -> None:
+        conn, source, plan = conns[0], item.source, item.plan
+        started = time.perf_counter()
+        options = dict(schema_name=SCHEMA, columns=raw_columns(source), format="csv", freeze=True)
+        try:
+            with progress.bar(source.file, estimate_records(item.path)) as bar:
+                chunks = file_chunks(item.path, repair=source.one_record_per_line,
+                                     on_chunk=lambda b: bar.update(b.count(b"\n")))
+                async with conn.transaction():
+                    await conn.execute(plan.create_staging_sql())
+                    status = await conn.copy_to_table(f"s_{source.table}", source=chunks, header=True, **options)
+        except asyncpg.DataError as exc:
+            # Wrong number of fields, an unterminated quote, bytes that are not UTF-8: only
+            # Python can tell the good records from the bad ones, so it re-reads this file.
+            progress.say(f"{source.file}: COPY refused it ({exc.__class__.__name__}: {exc}); "
+                         "separating its bad records")
+            handle, name = tempfile.mkstemp(prefix=f"atelier-{source.name}-", suffix=".csv")
+            os.close(handle)
+            good = Path(name)
+            try:
+                split = await asyncio.to_thread(split_records, item.path, good, len(source.columns),
+                                                one_record_per_line=source.one_record_per_line)
+                async with conn.transaction():
+                    await conn.execute(plan.create_staging_sql())
+                    status = await conn.copy_to_table(f"s_{source.table}", source=good, header=False, **options)
+            finally:
+                good.unlink(missing_ok=True)
+            item.first_lines, item.bad = split.first_lines, split.bad
+            for bad in split.bad:
+                item.report.rejected[bad.reason] += 1
+        rows = int(status.split()[-1])
+        seconds = time.perf_counter() - started
+        progress.say(f"copied   {source.file:<27}{rows:>12,} records in {seconds:6.1f}s "
+                     f"({rows / max(seconds, 1e-9):>10,.0f} rows/s)")
+
+    return Job(f"copy:{item.source.table}", work, weight=item.size, exclusive=frozenset({item.source.table}))
+
+
+def _insert_job(item: _File, progress: _Progress) -> Job:
+    async def work(conns: list[asyncpg.Connection]) -> None:
+        conn, plan, table = conns[0], item.plan, item.source.table
+        started = time.perf_counter()
+        rejected = 0
+        sql = plan.reject_sql()
+        if sql:
+            rejected = int((await conn.execute(sql)).split()[-1])
+        item.report.rows_loaded = await _relay(conn, plan.select_sql(skip_rejects=rejected > 0),
+                                               conns[-1], table, [c.name for c in plan.columns])
+        if rejected:
+            for row in await conn.fetch(f"SELECT reason, count(*) AS n FROM {REJECTS} WHERE tbl = $1 GROUP BY 1", table):
+                item.report.rejected[row["reason"]] += row["n"]
+        progress.say(f"inserted {table:<27}{item.report.rows_loaded:>12,} rows in {time.perf_counter() - started:6.1f}s"
+                     f"{f', {rejected:,} rejected' if rejected else ''}")
+
+    parents = frozenset(f"insert:{fk.parent}" for fk in item.plan.parents if fk.parent != item.source.table)
+    return Job(f"insert:{item.source.table}", work, weight=item.size, after=parents,
+               exclusive=frozenset({item.source.table}))
+
+
+async def _relay(source: asyncpg.Connection, query: str, target: asyncpg.Connection, table: str,
+                 columns: list[str]) -> int:
+    """Rows of `query` into `table` as COPY … FREEZE in binary, from one connection to the other.
+
+    INSERT … SELECT would be simpler, but its rows carry no hint bits: the first scan after the
+    load (an index build) then rewrites every page, and with data checksums on (PostgreSQL 18's
+    default) logs each one to WAL — more than doubling the cost of the insert. COPY FREEZE writes
+    frozen rows and the visibility map at once; with the TRUNCATE in the same transaction and
+    wal_level=minimal it writes no WAL either.
+    """
+    chunks: asyncio.Queue = asyncio.Queue(maxsize=8)
+
+    async def sink(chunk: bytes) -> None:
+        await chunks.put(bytes(chunk))
+
+    async def produce() -> None:
+        try:
+            await source.copy_from_query(query, output=sink, format="binary")
+        finally:
+            await chunks.put(None)
+
+    async def stream():
+        while (chunk := await chunks.get()) is not None:
+            yield chunk
+
+    async with target.transaction():
+        await target.execute(f"TRUNCATE {table}")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(produce())
+                copied = group.create_task(target.copy_to_table(table, source=stream(), columns=columns,
+                                                                format="binary", freeze=True))
+        except* Exception as failed:
+            raise failed.exceptions[0] from None
+    return int(copied.result().split()[-1])
+
+
+async def _dedupe(conn: asyncpg.Connection, item: _File, key: str) -> int:
+    """Keep the first record (file order) of each duplicated key, reject the others; return how many."""
+    table, plan = item.source.table, item.plan
+    dups = [r[0] for r in await conn.fetch(f"SELECT {ident(key)} FROM {table} GROUP BY 1 HAVING count(*) > 1")]
+    keep: dict = {}
+    later: list[int] = []
+    for row in await conn.fetch(plan.key_sql(key), dups):
+        if row["key"] in keep:
+            later.append(row["rec"])
+        else:
+            keep[row["key"]] = row["rec"]
+    reason = f"duplicate {key}"
+    async with conn.transaction():
+        await conn.execute(f"INSERT INTO {REJECTS} (tbl, rec, reason) SELECT $1, unnest($2::bigint[]), $3",
+                           table, later, reason)
+        await conn.execute(f"DELETE FROM {table} WHERE {ident(key)} = ANY($1)", dups)
+        await conn.execute(plan.reinsert_sql(), list(keep.values()))
+    item.report.rejected[reason] += len(later)
+    item.report.rows_loaded -= len(later)
+    return len(later)
+
+
+def _ddl_jobs(saved: list[SavedDdl], files: dict[str, _File], progress: _Progress) -> list[Job]:
+    rows = {t: f.report.rows_loaded for t, f in files.items()}
+    keys_of: dict[str, set[str]] = {}
+    for item in saved:
+        if item.kind in ("p", "u"):
+            keys_of.setdefault(item.table, set()).add(f"ddl:{item.table}:{item.name}")
+    jobs = []
+    for item in saved:
+        def make(item: SavedDdl = item):
+            async def work(conns: list[asyncpg.Connection]) -> None:
+                conn, started = conns[0], time.perf_counter()
+                try:
+                    await conn.execute(item.create_sql())
+                except asyncpg.UniqueViolationError:
+                    source_file = files.get(item.table)
+                    if source_file is None or len(item.columns) != 1:
+                        raise
+                    dropped = await _dedupe(conn, source_file, item.columns[0])
+                    progress.say(f"{item.table}: {dropped:,} rows with a duplicate {item.columns[0]} rejected")
+                    await conn.execute(item.create_sql())
+                await restored(conn, item)
+                progress.say(f"built    {item.name:<40} in {time.perf_counter() - started:6.1f}s")
+            return work
+
+        weight = rows.get(item.table, 0)
+        name = f"ddl:{item.table}:{item.name}"
+        if item.kind in ("p", "u"):
+            jobs.append(Job(name, make(), weight=weight * 2, exclusive=frozenset({item.table})))
+        elif item.kind == "i":
+            jobs.append(Job(name, make(), weight=weight, after=frozenset(keys_of.get(item.table, ())),
+                            shared=frozenset({item.table})))
+        else:
+            after = keys_of.get(item.table, set()) | keys_of.get(item.parent or "", set())
+            jobs.append(Job(name, make(), weight=weight / 2, after=frozenset(after),
+                            exclusive=frozenset({item.table, item.parent or ""})))
+    return jobs
+
+
+async def _rejects(conn: asyncpg.Connection, item: _File) -> list[Reject]:
+    """Every rejected record of one file with its physical line number."""
+    found = [Reject(item.source.file, b.line, b.reason, b.raw.rstrip("\r\n")) for b in item.bad]
+    rows = await conn.fetch(item.plan.rejected_rows_sql())
+    if not rows:
+        return found
+    columns = raw_columns(item.source)
+    if item.first_lines is not None:
+        def line_of(rec: int) -> int:
+            return item.first_lines[rec - 1]
+    else:
+        # Line of record N = N + 1 (the header) + the line breaks inside the records before it.
+        breaks = await conn.fetch(item.plan.newline_sql(), max(r["rec"] for r in rows) + 1)
+        recs = [b["rec"] for b in breaks]
+        before = [0]
+        for b in breaks:
+            before.append(before[-1] + b["breaks"])
+
+        def line_of(rec: int) -> int:
+            return rec + 1 + before[bisect.bisect_left(recs, rec)]
+    for row in rows:
+        found.append(Reject(item.source.file, line_of(row["rec"]), row["reason"],
+                            record_text([row[c] for c in columns])))
+    return found
+
+
+def _write_rejects(path: Path, rejects: list[Reject]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        if path.suffix == ".csv":
+            writer = csv.writer(handle)
+            writer.writerow(["file", "line", "reason", "record"])
+            for r in rejects:
+                writer.writerow([r.file, r.line, r.reason, r.record])
+        else:
+            for r in rejects:
+                handle.write(json.dumps({"file": r.file, "line": r.line, "reason": r.reason, "record": r.record},
+                                        ensure_ascii=False) + "\n")
+
+
+def _analyze_job(table: str) -> Job:
+    async def work(conns: list[asyncpg.Connection]) -> None:
+        conn = conns[0]
+        await conn.execute(f"ANALYZE {table}")
+        for row in await conn.fetch("SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass "
+                                    "AND attidentity <> '' AND NOT attisdropped", table):
+            column = ident(row["attname"])
+            # is_called = false: the next insert takes exactly max + 1 (or 1 in an empty table).
+            await conn.execute(f"SELECT setval(pg_get_serial_sequence($1, $2), coalesce(max({column}), 0) + 1, false) "
+                               f"FROM {table}", table, row["attname"])
+
+    return Job(f"analyze:{table}", work)
+
+
+def _optional(module_name: str):
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
+
+
+async def _projections(conn: asyncpg.Connection, database_url: str, redis_url: str | None,
+                       report: LoadReport, progress: _Progress, timed) -> None:
+    bulk = _optional("projections.bulk")
+    if bulk is None:
+        report.skipped.append("read models: projections.bulk is not in this build, skipped")
+    else:
+        with timed("projections"):
+            report.projections = await bulk.build_all(conn, progress=progress.enabled, dsn=database_url)
+    idstate = _optional("projections.idstate")
+    if idstate is None:
+        report.skipped.append("id state: projections.idstate is not in this build, skipped")
+    elif redis_url is None:
+        report.skipped.append("id state: no Redis URL given, not published")
+    else:
+        with timed("idstate"):
+            report.idstate = await idstate.publish_all(conn, redis_url)
+        cache = _optional("projections.cache")
+        if cache is not None:
+            import redis.asyncio as aioredis
+
+            client = aioredis.from_url(redis_url)
+            try:
+                await cache.forget_all(client)
+            finally:
+                await client.aclose()
+    for line in report.skipped:
+        progress.say(line)
+
+
+async def load(database_url: str, data_dir: Path | str, *, replace: bool = False,
+               rejects_path: Path | str | None = None, progress: bool = True, jobs: int = 2,
+               redis_url: str | None = None) -> LoadReport:
+    """Load every CSV file of `data_dir`; see the module docstring for how."""
+    data_dir = Path(data_dir)
+    paths = check_folder(data_dir)
+    rejects_path = Path(rejects_path) if rejects_path else Path.cwd() / "load-rejects.jsonl"
+    report = LoadReport({s.file: FileReport(s.file, s.table) for s in SOURCES})
+    shown = _Progress(progress, max(1, jobs))
+
+    @contextmanager
+    def timed(phase: str):
+        started = time.perf_counter()
+        shown.say(f"-- {phase}")
+        try:
+            yield
+        finally:
+            report.phases[phase] = report.phases.get(phase, 0.0) + time.perf_counter() - started
+
+    # Each worker holds two connections: the second receives the relayed rows of the insert step.
+    conns = [await _connect(database_url) for _ in range(2 * max(1, jobs))]
+    workers = [conns[n:n + 2] for n in range(0, len(conns), 2)]
+    main = conns[0]
+    try:
+        with timed("prepare"):
+            await _prepare_target(main, replace, shown)
+            await ensure_schema(main)
+            saved = await save_and_drop(main, list(SOURCE_TABLES))
+            parents = [d.foreign_key() for d in saved
+                       if d.kind == "f" and d.table in SOURCE_TABLES and d.parent in SOURCE_TABLES]
+            files = {}
+            for source in SOURCES:
+                plan = await plan_table(main, source, parents)
+                files[source.table] = _File(source, paths[source.file], plan, report.files[source.file])
+        with timed("copy"):
+            await run_jobs(workers, [_copy_job(f, shown) for f in files.values()])
+        with timed("validate_insert"):
+            await run_jobs(workers, [_insert_job(f, shown) for f in files.values()])
+        with timed("index"):
+            await run_jobs(workers, _ddl_jobs(saved, files, shown))
+        with timed("rejects"):
+            found: list[Reject] = []
+            for item in files.values():
+                found.extend(await _rejects(main, item))
+            order = {s.file: n for n, s in enumerate(SOURCES)}
+            found.sort(key=lambda r: (order[r.file], r.line))
+            if found:
+                _write_rejects(rejects_path, found)
+                report.rejects_path = rejects_path
+        with timed("analyze"):
+            await run_jobs(workers, [_analyze_job(t) for t in SOURCE_TABLES])
+            await drop_schema(main)
+        await _projections(main, database_url, redis_url, report, shown, timed)
+    finally:
+        for conn in conns:
+            await conn.close()
+    return report
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data_dir", metavar="DIR", type=Path, help="folder holding the 14 CSV files")
+    parser.add_argument("--replace", action="store_true",
+                        help="empty the source tables and read models first (refused otherwise when data exists)")
+    parser.add_argument("--rejects", type=Path, default=None, metavar="FILE",
+                        help="where rejected records go: JSON lines, or CSV if FILE ends in .csv "
+                             "(default ./load-rejects.jsonl)")
+    parser.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel database connections (default 2)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output, only the summary")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from infra.services import ensure_services
+    from infra.settings import Settings
+
+    services = ensure_services(Settings.from_env())
+    from schema.migrate import migrate_url
+
+    asyncio.run(migrate_url(services.database_url))
+    try:
+        report = asyncio.run(load(services.database_url, args.data_dir, replace=args.replace,
+                                  rejects_path=args.rejects, progress=not args.quiet, jobs=args.jobs,
+                                  redis_url=services.redis_url))
+    except (LoadRefused, OSError) as exc:
+        print(f"atelier load: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a source error names the problem; nothing to add
+        from schema.csv_sources import SourceError
+
+        if isinstance(exc, SourceError):
+            print(f"atelier load: {exc}", file=sys.stderr)
+            return 1
+        raise
+    print(report.summary())
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
