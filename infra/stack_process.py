@@ -1,12 +1,11 @@
-"""Run `atelier up` as a real process for tests: real nginx, readers, writer and workers.
+"""`atelier up` as a child process, for the stack tests and the scale benchmark.
 
-The stack uses the session's PostgreSQL and Redis (emptied first, then loaded with the `tiny`
-demo data set by `up` itself, exactly as on a first start) and its own data folder and port.
+`start_stack` returns once `up` printed that it is ready; `RunningStack` reads its state file,
+runs `atelier scale` against it and stops it with SIGTERM, as an operator would.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import selectors
@@ -17,12 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
-import redis.asyncio as aioredis
-
-from infra.embedded import free_port, pid_alive
+from infra.embedded import pid_alive
 from infra.settings import Settings
-from tests.conftest import truncate_all
 
 READY_LINE = "Atelier is up"
 
@@ -63,25 +58,10 @@ class RunningStack:
         return code
 
 
-async def empty_servers(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        await truncate_all(conn)
-    finally:
-        await conn.close()
-    client = aioredis.from_url(settings.redis_url)
-    try:
-        await client.flushdb()
-    finally:
-        await client.aclose()
-
-
-def start_stack(settings: Settings, data_dir: Path, *args: str, timeout: float = 300) -> RunningStack:
-    """Start `atelier up` and return once it printed that it is ready (or fail with its output)."""
-    stack_settings = settings.replace(data_dir=data_dir, port=free_port())
-    asyncio.run(empty_servers(stack_settings))
+def start_stack(stack_settings: Settings, *args: str, timeout: float = 1800) -> RunningStack:
+    """Start `atelier up ARGS` and return once it printed that it is ready (or fail with its output)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "up", "--demo-scale", "tiny", *args],
+        [sys.executable, "-m", "infra.cli", "up", *args],
         env={**os.environ, **stack_settings.to_env()},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
     )

@@ -13,19 +13,45 @@ import signal
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
+import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.embedded import pid_alive
-from tests.stack_process import all_pids, assert_all_gone, start_stack
+from infra.embedded import free_port
+from infra.stack_process import all_pids, assert_all_gone, start_stack
+from tests.conftest import truncate_all
 from tests.test_openapi import DOCUMENT, documented_operations, response_schema, validator_for
 
 PRODUCT = 1  # a showcase product of every generated data set: reviews, questions, answers, styles
 
 
+async def empty_servers(settings) -> None:
+    """So that `up` finds no products and loads the tiny demo set, exactly as on a first start."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await truncate_all(conn)
+    finally:
+        await conn.close()
+    client = aioredis.from_url(settings.redis_url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+def stack_settings(settings, tmp_path_factory):
+    """The session's PostgreSQL and Redis, emptied; the stack's own data folder and port."""
+    ours = settings.replace(data_dir=tmp_path_factory.mktemp("stack"), port=free_port())
+    asyncio.run(empty_servers(ours))
+    return ours
+
+
 @pytest.fixture(scope="module")
 def stack(settings, tmp_path_factory):
-    running = start_stack(settings, tmp_path_factory.mktemp("stack"), "--readers", "2", "--workers", "1")
+    running = start_stack(stack_settings(settings, tmp_path_factory), "--demo-scale", "tiny",
+                          "--readers", "2", "--workers", "1")
     yield running
     pids = all_pids(running.state())
     assert running.stop() == 0, "\n".join(running.output)
