@@ -12,6 +12,7 @@ import subprocess
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from infra.embedded import free_port, port_open, wait_until
 from infra.nginx import STATIC_DIR, Nginx, NginxConfig
@@ -111,3 +112,43 @@ async def test_openapi_document_and_docs_page_are_served_statically(nginx):
 def test_nginx_binary_runs(tmp_path):
     server = Nginx(config(tmp_path, free_port()))
     assert subprocess.run([server.binary, "-v"], capture_output=True).returncode == 0
+
+
+async def serve_status(path: str, status: int) -> web.AppRunner:
+    """An upstream that answers every request with `status`, as a reader that cannot serve answers 503."""
+
+    async def handler(request):
+        return web.Response(status=status, body=b'{"error":"not ready","field":null}', content_type="application/json",
+                            headers={"Retry-After": "7"} if status == 503 else None)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.UnixSite(runner, path).start()
+    return runner
+
+
+async def test_a_reader_answering_503_is_skipped_and_only_an_all_503_answer_reaches_the_client(tmp_path):
+    port = free_port()
+    cfg = config(tmp_path, port)
+    server = Nginx(cfg)
+    server.start()
+    runners = [await serve_status(cfg.readers[0], 503), await serve_status(cfg.readers[1], 200)]
+    try:
+        wait_until(lambda: port_open(port), 10, "nginx to listen")
+        async with aiohttp.ClientSession() as session:
+            for _ in range(20):
+                async with session.get(f"http://127.0.0.1:{port}/products/1") as response:
+                    assert response.status == 200
+            await runners[1].cleanup()
+            runners[1] = await serve_status(cfg.readers[1], 503)
+            async with session.get(f"http://127.0.0.1:{port}/products/2") as response:
+                # Every reader said 503: the app's answer passes on (or, once nginx marked both failed, its own JSON 503).
+                assert response.status == 503
+                assert response.headers["Retry-After"] in ("7", "1")
+                assert (await response.json())["field"] is None
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+        server.stop()
