@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from projections.kinds import Kind
+from projections.kinds import PRODUCT_KINDS, TABLES, Kind
 from projections.store import Row
 
 TTL_SECONDS = 24 * 3600
@@ -123,3 +123,27 @@ async def forget_all(redis) -> int:
             break
     await redis.execute_command("PUBLISH", CHANNEL, EVERYTHING)
     return removed
+
+
+async def warm(conn, redis, kinds=PRODUCT_KINDS, batch: int = 500, ttl: int = TTL_SECONDS) -> int:
+    """Copy stored models into Redis (compare-and-set, so never over a newer copy); return rows sent.
+
+    After a bulk load Redis is empty and every first request of a product pays a PostgreSQL read;
+    an operator (or a benchmark) can pre-fill it instead. Rows stream through a cursor, so memory
+    stays flat whatever the data set size; Redis evicts by LRU once its maxmemory is reached.
+    """
+    sent = 0
+    for kind in kinds:
+        async with conn.transaction():
+            rows: list[Row] = []
+            query = f"SELECT key, version, items, body FROM {TABLES[kind]}"
+            async for record in conn.cursor(query, prefetch=batch * 4):
+                rows.append(Row(kind, record["key"], record["version"], record["body"], record["items"]))
+                if len(rows) >= batch:
+                    await store(redis, rows, ttl)
+                    sent += len(rows)
+                    rows = []
+            if rows:
+                await store(redis, rows, ttl)
+                sent += len(rows)
+    return sent

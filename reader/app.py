@@ -102,7 +102,8 @@ async def _invalidations(app: web.Application):
 
 # Stats counter → (layer, result) of atelier_cache_lookups_total.
 CACHE_SERIES = {
-    "local_hits": ("local", "hit"), "redis_hits": ("redis", "hit"), "postgres_hits": ("postgres", "hit"),
+    "local_hits": ("local", "hit"), "coalesced": ("local", "coalesced"),
+    "redis_hits": ("redis", "hit"), "postgres_hits": ("postgres", "hit"),
     "builds": ("source_tables", "build"), "not_found": ("postgres", "not_found"),
     "redis_errors": ("redis", "error"), "postgres_errors": ("postgres", "error"),
 }

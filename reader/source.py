@@ -42,7 +42,8 @@ class Unavailable(Exception):
 class Stats:
     """Where answers came from, per layer (the ops metrics read these)."""
 
-    __slots__ = ("local_hits", "redis_hits", "postgres_hits", "builds", "not_found", "redis_errors",
+    # `coalesced`: requests that joined a fetch another request of the same product had started.
+    __slots__ = ("local_hits", "coalesced", "redis_hits", "postgres_hits", "builds", "not_found", "redis_errors",
                  "postgres_errors", "not_modified", "invalidations", "resubscribes")
 
     def __init__(self):
@@ -79,6 +80,8 @@ class ModelSource:
             pending = asyncio.ensure_future(self._fetch_group(kind, key))
             self._inflight[group_key] = pending
             pending.add_done_callback(lambda _: self._inflight.pop(group_key, None))
+        else:
+            self.stats.coalesced += 1
         entries = await asyncio.shield(pending)
         entry = entries.get(kind)
         if entry is None:
