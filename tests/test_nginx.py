@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import urllib.error
+import urllib.request
 
 import aiohttp
 import pytest
@@ -152,3 +155,24 @@ async def test_a_reader_answering_503_is_skipped_and_only_an_all_503_answer_reac
         for runner in runners:
             await runner.cleanup()
         server.stop()
+
+
+def test_atelier_nginx_runs_the_same_config_for_upstreams_reached_by_address(tmp_path):
+    """`atelier nginx` (the containers' entry point) becomes nginx itself, in front of the given upstreams."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "nginx", "--listen", f"127.0.0.1:{port}", "--reader", "127.0.0.1:1",
+         "--reader", "127.0.0.1:2", "--writer", "127.0.0.1:3", "--micro-cache", "1", "--run-dir", str(tmp_path)],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(lambda: port_open(port), 10, "atelier nginx to listen")
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/products/1", timeout=10)
+        assert error.value.code == 503
+        assert json.loads(error.value.read()) == {"error": "service unavailable, retry shortly", "field": None}
+        text = (tmp_path / "nginx.conf").read_text()
+        assert "server 127.0.0.1:1 " in text and "server 127.0.0.1:2 " in text and "proxy_cache atelier_micro;" in text
+    finally:
+        process.terminate()
+        process.wait(10)
