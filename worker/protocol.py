@@ -91,7 +91,8 @@ _BY_KIND = {cls.kind: cls for cls in (PostReview, PostQuestion, PostAnswer, Vote
 
 
 def to_wire(mutation: Mutation) -> dict:
-    wire = {"kind": mutation.kind, **dataclasses.asdict(mutation)}
+    # The fields are plain values (ints, strings, lists of strings): no deep copy needed.
+    wire = {"kind": mutation.kind, **vars(mutation)}
     if isinstance(mutation, PostReview):
         wire["characteristics"] = {str(k): v for k, v in mutation.characteristics.items()}
     return wire
