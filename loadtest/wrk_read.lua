@@ -24,7 +24,11 @@ local page = {
 
 local counter = 0
 local product = id_min
+-- Browsers ask for compressed bodies; GZIP=0 measures without.
 local headers = { ["Accept-Encoding"] = "gzip, deflate, br" }
+if os.getenv("GZIP") == "0" then
+  headers = {}
+end
 
 local threads = {}
 function setup(thread)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 
 import asyncpg
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 LOCAL = web.AppKey("local", LocalCache)
 RESUBSCRIBE_DELAY = 0.5
+FULL_COLLECTION_SECONDS = 300
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
@@ -109,6 +111,30 @@ CACHE_SERIES = {
 }
 
 
+async def _scheduled_full_collections(app: web.Application):
+    """Full garbage collections on a timer instead of whenever the cache has churned by a quarter.
+
+    A full local cache holds about a million GC-tracked objects, and a full collection walks all of
+    them (~100 ms on this box): triggered by churn, that lands every few seconds under a uniform
+    load and shows up as the p99. Young generations are still collected automatically (their cost
+    does not grow with the cache); only generation 2 waits for the timer.
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], 1_000_000)
+
+    async def collect():
+        while True:
+            await asyncio.sleep(FULL_COLLECTION_SECONDS)
+            gc.collect()
+
+    task = asyncio.create_task(collect())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    gc.set_threshold(*thresholds)
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
@@ -118,5 +144,6 @@ def create_app(settings: Settings) -> web.Application:
     app[LOCAL] = LocalCache(settings.local_cache_entries)
     app.cleanup_ctx.append(_connections)
     app.cleanup_ctx.append(_invalidations)
+    app.cleanup_ctx.append(_scheduled_full_collections)
     app.router.add_routes(ROUTES)
     return app
