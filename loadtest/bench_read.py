@@ -88,6 +88,9 @@ async def ensure_data(settings: Settings) -> tuple[int, int]:
         if built < await conn.fetchval("SELECT count(*) FROM products"):
             log("read models missing: building them")
             await bulk.build_all(conn, dsn=settings.database_url)
+            client = aioredis.from_url(settings.redis_url)
+            await cache.forget_all(client)  # copies of the previous build must not outlive it
+            await client.aclose()
         return low, high
     finally:
         await conn.close()

@@ -10,7 +10,8 @@ PostgreSQL never runs an INSERT … SELECT with a parallel plan, so with a `dsn`
 at once on two connections to keep both cores of the box busy.
 
 Every row of a bulk build carries the same version, one value of the shared sequence taken at the
-start: any later refresh takes a larger one.
+start: any later refresh takes a larger one. Copies of the previous build may still sit in Redis
+and in readers: follow a rebuild with `projections.cache.forget_all(redis)`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import time
 import asyncpg
 
 from projections.kinds import TABLES, Kind, select_everything
+
+WORK_MEM = "256MB"  # per sort/hash node, two connections: well inside the box's 24 GiB
 
 # Heaviest first, so two connections finish close together.
 ORDER = (Kind.QUESTIONS, Kind.REVIEWS, Kind.STYLES, Kind.ANSWERS, Kind.META, Kind.PRODUCT, Kind.RELATED)
@@ -38,6 +41,8 @@ async def build_kind(conn: asyncpg.Connection, kind: Kind, version: int) -> int:
     """Replace every row of one kind; return the number of rows built."""
     table = TABLES[kind]
     async with conn.transaction():
+        # Whole-table sorts and hashes of JSON text: give them memory rather than temp files.
+        await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
         await conn.execute(f"TRUNCATE {table}")
         await conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {table}_pkey")
         status = await conn.execute(_fill_sql(kind), version)
