@@ -79,6 +79,31 @@ async def test_worker_killed_mid_batch_applies_every_write_exactly_once(aiohttp_
     assert (await drift.check(db, redis)).mismatches == []
 
 
+async def test_sigterm_lets_the_worker_finish_what_it_started(aiohttp_client, settings, db, redis):
+    await prepare(db, redis, settings)
+    client = await aiohttp_client(create_app(settings))
+    write_ids = await submit_mix(client, votes=2000, reviews=0)
+    env = {**os.environ, **settings.replace(worker_batch_size=50).to_env()}
+    worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", env=env,
+                                                  stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+    async def some_applied() -> bool:
+        return await db.fetchval("SELECT count(*) FROM applied_writes") >= 100
+
+    await until(some_applied, what="the first batches to commit")
+    worker.send_signal(signal.SIGTERM)
+    _, errors = await asyncio.wait_for(worker.communicate(), 60)
+    assert worker.returncode == 0, errors.decode()[-2000:]
+    # Everything it had started is applied and acknowledged: no job is left marked in progress, and
+    # what is still queued is exactly what was never applied.
+    assert await redis.keys("arq:in-progress:*") == []
+    applied = await db.fetchval("SELECT count(*) FROM applied_writes")
+    assert applied < len(write_ids), "the worker finished before the signal; nothing was tested"
+    assert await redis.zcard(protocol.QUEUE) == len(write_ids) - applied
+    await drain(settings)
+    assert await db.fetchval("SELECT helpfulness FROM reviews WHERE id = 4") == 7 + 2000
+
+
 @pytest.fixture
 async def own_postgres(tmp_path, settings, db, redis):
     """A PostgreSQL of this test's own (the session's one must not be stopped), loaded with the sample."""
