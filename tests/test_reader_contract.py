@@ -11,6 +11,7 @@ import projections
 from infra.embedded import free_port
 from projections.kinds import Kind
 from reader.app import LOCAL, create_app
+from reader.local_cache import GZIP_MIN_BYTES
 from reader.routes import STATS
 from tests.reader_sample import sample, until  # noqa: F401 - fixtures are used by name
 
@@ -179,10 +180,13 @@ async def test_liberal_paths_and_parameters(client):
         assert await get_json(client, liberal, headers={"Authorization": "Bearer x"}) == await get_json(client, plain)
 
 
-async def test_gzip_when_asked_for_large_bodies(client):
+async def test_gzip_when_asked_for_large_bodies(client, sample):
+    await sample.execute(
+        "INSERT INTO reviews (id, product_id, rating, date, summary, body, recommend, reviewer_name, reviewer_email)"
+        " VALUES (100, 3, 5, '2021-01-01', 'long', repeat('Lovely fabric. ', 400), true, 'gus', 'g@y.z')")
     plain = await client.get("/reviews?product_id=3&count=1000", headers={"Accept-Encoding": "identity"})
     raw = await plain.read()
-    assert len(raw) > 1024 and "Content-Encoding" not in plain.headers
+    assert len(raw) > GZIP_MIN_BYTES and "Content-Encoding" not in plain.headers
     zipped = await client.get("/reviews?product_id=3&count=1000", headers={"Accept-Encoding": "gzip, deflate"},
                               auto_decompress=False)
     assert zipped.headers["Content-Encoding"] == "gzip"
