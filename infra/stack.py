@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -131,6 +132,8 @@ class Stack:
                 control_socket(self.settings).unlink()
         if self.nginx is not None:
             await asyncio.to_thread(self.nginx.stop)
+            if self.micro_cache_dir is not None:
+                await asyncio.to_thread(shutil.rmtree, self.micro_cache_dir, True)
         await asyncio.gather(*(self._retire(c) for c in [*self.readers, *self.workers]))
         if self.writer is not None:
             await self._retire(self.writer)
@@ -279,6 +282,12 @@ class Stack:
 
     # ---------------------------------------------------------------- scaling
 
+    @property
+    def micro_cache_dir(self) -> Path | None:
+        """In memory when the machine has /dev/shm (one folder per port, removed at stop)."""
+        shm = Path("/dev/shm")
+        return shm / f"atelier-micro-cache-{self.settings.port}" if shm.is_dir() else None
+
     def _nginx_config(self) -> NginxConfig:
         return NginxConfig(
             run_dir=self.run_dir / "nginx",
@@ -287,6 +296,7 @@ class Stack:
             writer=self.writer.address,
             micro_cache_seconds=self.micro_cache_seconds,
             worker_processes=self.nginx_workers,
+            cache_dir=self.micro_cache_dir,
         )
 
     async def scale(self, readers: int | None = None, workers: int | None = None) -> dict:
