@@ -118,11 +118,16 @@ def repair_line(line: bytes) -> bytes:
     return body + b'"' + line[len(body):]
 
 
+# Every byte but the quote and the line feed: what `bytes.translate` deletes to leave a block's skeleton.
+_NOT_QUOTE_OR_NEWLINE = bytes(b for b in range(256) if b not in b'"\n')
+
+
 def _repair_block(block: bytes) -> bytes:
-    lines = block.split(b"\n")
-    if not any(line.count(b'"') % 2 for line in lines):
+    # Fast path in C: with all other bytes gone and quote pairs removed, a quote is left only
+    # where a line has an odd number of them.
+    if b'"' not in block.translate(None, _NOT_QUOTE_OR_NEWLINE).replace(b'""', b""):
         return block
-    return b"\n".join(repair_line(line) for line in lines)
+    return b"\n".join(repair_line(line) for line in block.split(b"\n"))
 
 
 async def file_chunks(path: Path, *, repair: bool, on_chunk: Callable[[bytes], None]) -> AsyncIterator[bytes]:

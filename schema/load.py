@@ -6,8 +6,10 @@ connections, in phases (each timed in the report):
 1. prepare — a database that already holds source rows is refused unless `--replace`, which
    empties the source tables, the read models and the tables pointing at source rows (carts).
    Every key, index and foreign key of the source tables is saved and dropped (schema/load_sql.py).
-2. copy — each file goes as it is into an UNLOGGED staging table of text columns plus a record
-   number, through PostgreSQL's own CSV parser (COPY … FREEZE: no hint bits to set later).
+2. copy — each file goes as it is into an UNLOGGED staging table plus a record number, through
+   PostgreSQL's own CSV parser (COPY … FREEZE: no hint bits to set later). Numbers and booleans
+   are staged typed, parsed once by COPY; a file with an unparseable value is staged again as
+   text, where SQL finds and reports it.
    photos.csv is repaired line by line on the way; a file COPY refuses for its structure is
    split by Python into good and bad records (schema/csv_sources.py explains both).
 3. validate/insert — per table, parents before children: one pass records every row that may
@@ -275,41 +277,58 @@ async def _prepare_target(conn: asyncpg.Connection, replace: bool, progress: _Pr
     progress.say(f"--replace: emptied {', '.join(tables)}")
 
 
+# COPY refuses these for the file's structure (field count, quoting, encoding), not for one value.
+_STRUCTURAL = (asyncpg.BadCopyFileFormatError, asyncpg.CharacterNotInRepertoireError,
+               asyncpg.UntranslatableCharacterError)
+
+
 def _copy_job(item: _File, progress: _Progress) -> Job:
+    async def copy(conn: asyncpg.Connection, plan: TablePlan, source, header: bool) -> int:
+        async with conn.transaction():
+            await conn.execute(plan.create_staging_sql())
+            status = await conn.copy_to_table(f"s_{item.source.table}", schema_name=SCHEMA, source=source,
+                                              columns=raw_columns(item.source), format="csv", header=header,
+                                              freeze=True)
+        return int(status.split()[-1])
+
     async def work(conns: list[asyncpg.Connection]) -> None:
-        conn, source, plan = conns[0], item.source, item.plan
+        conn, source = conns[0], item.source
         started = time.perf_counter()
-        options = dict(schema_name=SCHEMA, columns=raw_columns(source), format="csv", freeze=True)
-        try:
-            with progress.bar(source.file, estimate_records(item.path)) as bar:
-                chunks = file_chunks(item.path, repair=source.one_record_per_line,
-                                     on_chunk=lambda b: bar.update(b.count(b"\n")))
-                async with conn.transaction():
-                    await conn.execute(plan.create_staging_sql())
-                    status = await conn.copy_to_table(f"s_{source.table}", source=chunks, header=True, **options)
-        except asyncpg.DataError as exc:
+        rows = None
+        # First with numbers and booleans typed by COPY itself (parsed once, in C); a file with an
+        # unparseable value somewhere is staged again as text, where SQL finds and reports it.
+        for plan in (item.plan, item.plan.staged_as_text()) if item.plan.typed else (item.plan,):
+            try:
+                with progress.bar(source.file, estimate_records(item.path)) as bar:
+                    chunks = file_chunks(item.path, repair=source.one_record_per_line,
+                                         on_chunk=lambda b: bar.update(b.count(b"\n")))
+                    rows = await copy(conn, plan, chunks, header=True)
+                item.plan = plan
+                break
+            except asyncpg.DataError as exc:
+                if isinstance(exc, _STRUCTURAL):
+                    break
+                progress.say(f"{source.file}: {exc}; staging it as text to set such values aside")
+        if rows is None:
             # Wrong number of fields, an unterminated quote, bytes that are not UTF-8: only
             # Python can tell the good records from the bad ones, so it re-reads this file.
-            progress.say(f"{source.file}: COPY refused it ({exc.__class__.__name__}: {exc}); "
-                         "separating its bad records")
+            progress.say(f"{source.file}: COPY refused its structure; separating its bad records")
+            item.plan = item.plan.staged_as_text()
             handle, name = tempfile.mkstemp(prefix=f"atelier-{source.name}-", suffix=".csv")
             os.close(handle)
             good = Path(name)
             try:
                 split = await asyncio.to_thread(split_records, item.path, good, len(source.columns),
                                                 one_record_per_line=source.one_record_per_line)
-                async with conn.transaction():
-                    await conn.execute(plan.create_staging_sql())
-                    status = await conn.copy_to_table(f"s_{source.table}", source=good, header=False, **options)
+                rows = await copy(conn, item.plan, good, header=False)
             finally:
                 good.unlink(missing_ok=True)
             item.first_lines, item.bad = split.first_lines, split.bad
             for bad in split.bad:
                 item.report.rejected[bad.reason] += 1
-        rows = int(status.split()[-1])
         seconds = time.perf_counter() - started
         progress.say(f"copied   {source.file:<27}{rows:>12,} records in {seconds:6.1f}s "
-                     f"({rows / max(seconds, 1e-9):>10,.0f} rows/s)")
+                     f"({rows / max(seconds, 1e-9):>10,.0f} rows/s){'' if item.plan.typed else ', as text'}")
 
     return Job(f"copy:{item.source.table}", work, weight=item.size, exclusive=frozenset({item.source.table}))
 
@@ -322,12 +341,14 @@ def _insert_job(item: _File, progress: _Progress) -> Job:
         sql = plan.reject_sql()
         if sql:
             rejected = int((await conn.execute(sql)).split()[-1])
+        checked = time.perf_counter()
         item.report.rows_loaded = await _relay(conn, plan.select_sql(skip_rejects=rejected > 0),
                                                conns[-1], table, [c.name for c in plan.columns])
         if rejected:
             for row in await conn.fetch(f"SELECT reason, count(*) AS n FROM {REJECTS} WHERE tbl = $1 GROUP BY 1", table):
                 item.report.rejected[row["reason"]] += row["n"]
         progress.say(f"inserted {table:<27}{item.report.rows_loaded:>12,} rows in {time.perf_counter() - started:6.1f}s"
+                     f" (checks {checked - started:.1f}s)"
                      f"{f', {rejected:,} rejected' if rejected else ''}")
 
     parents = frozenset(f"insert:{fk.parent}" for fk in item.plan.parents if fk.parent != item.source.table)
@@ -377,16 +398,16 @@ async def _dedupe(conn: asyncpg.Connection, item: _File, key: str) -> int:
     table, plan = item.source.table, item.plan
     dups = [r[0] for r in await conn.fetch(f"SELECT {ident(key)} FROM {table} GROUP BY 1 HAVING count(*) > 1")]
     keep: dict = {}
-    later: list[int] = []
+    later = []
     for row in await conn.fetch(plan.key_sql(key), dups):
         if row["key"] in keep:
-            later.append(row["rec"])
+            later.append((row["rec"], row["tid"]))
         else:
             keep[row["key"]] = row["rec"]
     reason = f"duplicate {key}"
     async with conn.transaction():
-        await conn.execute(f"INSERT INTO {REJECTS} (tbl, rec, reason) SELECT $1, unnest($2::bigint[]), $3",
-                           table, later, reason)
+        await conn.executemany(f"INSERT INTO {REJECTS} (tbl, rec, tid, reason) VALUES ($1, $2, $3, $4)",
+                               [(table, rec, tid, reason) for rec, tid in later])
         await conn.execute(f"DELETE FROM {table} WHERE {ident(key)} = ANY($1)", dups)
         await conn.execute(plan.reinsert_sql(), list(keep.values()))
     item.report.rejected[reason] += len(later)
@@ -435,16 +456,18 @@ def _ddl_jobs(saved: list[SavedDdl], files: dict[str, _File], progress: _Progres
 async def _rejects(conn: asyncpg.Connection, item: _File) -> list[Reject]:
     """Every rejected record of one file with its physical line number."""
     found = [Reject(item.source.file, b.line, b.reason, b.raw.rstrip("\r\n")) for b in item.bad]
-    rows = await conn.fetch(item.plan.rejected_rows_sql())
+    rows = await conn.fetch(f"SELECT rec, tid, reason FROM {REJECTS} WHERE tbl = $1 ORDER BY rec", item.source.table)
     if not rows:
         return found
+    staged = {r["ctid"]: r for r in await conn.fetch(item.plan.staged_rows_sql(), [r["tid"] for r in rows])}
     columns = raw_columns(item.source)
     if item.first_lines is not None:
         def line_of(rec: int) -> int:
             return item.first_lines[rec - 1]
     else:
         # Line of record N = N + 1 (the header) + the line breaks inside the records before it.
-        breaks = await conn.fetch(item.plan.newline_sql(), max(r["rec"] for r in rows) + 1)
+        sql = item.plan.newline_sql()
+        breaks = await conn.fetch(sql, max(r["rec"] for r in rows) + 1) if sql else []
         recs = [b["rec"] for b in breaks]
         before = [0]
         for b in breaks:
@@ -454,7 +477,7 @@ async def _rejects(conn: asyncpg.Connection, item: _File) -> list[Reject]:
             return rec + 1 + before[bisect.bisect_left(recs, rec)]
     for row in rows:
         found.append(Reject(item.source.file, line_of(row["rec"]), row["reason"],
-                            record_text([row[c] for c in columns])))
+                            record_text([staged[row["tid"]][c] for c in columns])))
     return found
 
 

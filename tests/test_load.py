@@ -72,6 +72,10 @@ def read_rejects(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def by_line_of(rows: list[dict]) -> dict[tuple[str, int], str]:
+    return {(r["file"], int(r["line"])): r["record"] for r in rows}
+
+
 async def counts(db) -> dict[str, int]:
     return {t: await db.fetchval(f"SELECT count(*) FROM {t}") for t in SOURCE_TABLES}
 
@@ -157,9 +161,12 @@ async def test_bad_rows_are_rejected_with_file_line_and_reason(settings, empty, 
             '2,1,2,1609325851021,"Again","The id 2 a second time",true,false,"h","h@x.com",null,0',
             '14,1,,1609325851021,"Empty","No rating at all",true,false,"i","i@x.com",null,0',
             '15,1,4,1609325851021,"Yes","Recommend is maybe",maybe,false,"j","j@x.com",null,0',
+            '16,1,4,-1609325851021,"Before","Before 1970",true,false,"k","k@x.com",null,0',
+            '17,1,4,99999999999999999,"After","After 9999",true,false,"l","l@x.com",null,0',
         ],
         "styles.csv": BASE["styles.csv"] + ['4,1,"Bad price",null,NaN,0', '5,1,"Negative",null,-3,0'],
-        "characteristic_reviews.csv": BASE["characteristic_reviews.csv"] + ["5,1,1,6"],
+        # Typed by COPY itself (no unparseable value in this file): rejects come from SQL checks.
+        "characteristic_reviews.csv": BASE["characteristic_reviews.csv"] + ["5,1,1,6", "6,1,1,"],
     })
     report = await run_load(settings, folder, tmp_path / "rejects.csv")
 
@@ -176,9 +183,13 @@ async def test_bad_rows_are_rejected_with_file_line_and_reason(settings, empty, 
         ("reviews.csv", 11, "duplicate id"),
         ("reviews.csv", 12, "rating: missing"),
         ("reviews.csv", 13, "recommend: not a valid boolean"),
+        ("reviews.csv", 14, "date: not a valid date (epoch ms or YYYY-MM-DD)"),
+        ("reviews.csv", 15, "date: not a valid date (epoch ms or YYYY-MM-DD)"),
         ("characteristic_reviews.csv", 6, "check characteristic_reviews_value_check failed"),
+        ("characteristic_reviews.csv", 7, "value: missing"),
     }
-    by_line = {(r["file"], int(r["line"])): r["record"] for r in rows}
+    assert by_line_of(rows)[("characteristic_reviews.csv", 7)] == "6,1,1,"
+    by_line = by_line_of(rows)
     assert by_line[("reviews.csv", 8)].startswith("11,1,4,1609325851021,Abc,")
     assert by_line[("reviews.csv", 11)].endswith(",null,0")
     # The first record with a duplicated id is the one kept.
@@ -187,7 +198,7 @@ async def test_bad_rows_are_rejected_with_file_line_and_reason(settings, empty, 
     assert await db.fetchval("SELECT count(*) FROM reviews") == 3
     assert report.files["reviews.csv"].rows_loaded == 3
     assert report.files["reviews.csv"].rejected["duplicate id"] == 1
-    assert report.files["reviews.csv"].rows_rejected == 7
+    assert report.files["reviews.csv"].rows_rejected == 9
     assert report.files["styles.csv"].rows_rejected == 2
     assert "reviews.csv" in report.summary() and "duplicate id" in report.summary()
 
