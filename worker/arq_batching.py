@@ -1,37 +1,53 @@
 """arq's Worker with its per-job Redis round trips folded into one per poll and one per tick.
 
-Stock arq starts each job with a WATCH / EXISTS / ZSCORE / MULTI exchange (four round trips) and
-re-checks every job of the queue's head on every poll, including the hundreds already running in
-this process; it finishes each job with its own MULTI. At thousands of jobs a second that is
-most of the worker's CPU. This subclass keeps arq's keys and semantics and changes only how
-they are written:
-- `start_jobs` claims the polled ids with one Lua script: a job is claimed when its in-progress
-  key is absent and its score is due, exactly arq's test, and the key is set with arq's expiry;
-- `finish_job` queues its MULTI operations and every job finishing in the same event-loop tick
-  shares one MULTI/EXEC.
-Everything else (run_job, retries with defer, burst mode, signals, health checks) is arq's own.
+Stock arq starts each job with a WATCH / EXISTS / ZSCORE / MULTI exchange, then fetches it with
+another MULTI (GET job, INCR try counter, EXPIRE), re-checks every job of the queue's head on
+every poll (including the hundreds already running in this process), runs it in a task of its
+own under `wait_for`, and acks it with one more MULTI. At thousands of jobs a second that is most
+of the worker's CPU. This subclass keeps arq's keys, formats and semantics and changes how they
+are reached:
+- `start_jobs` claims the polled ids with one Lua script that does, per job, exactly what arq
+  does across its round trips: claim it when its in-progress key is absent and its score is due
+  (setting the key with arq's expiry), count the try (`arq:retry:<id>`, 88400 s) and return the
+  job's bytes;
+- `_run_claimed` is arq's `run_job` for that data: the max-tries check, `Retry` (re-score by its
+  defer), cancellation (left queued, re-run), success and failure (acked and removed). The job
+  function is awaited directly: ours bounds its own wait (`job_timeout`) and never needs arq's
+  timeout task; results are not kept (`keep_result` 0), aborts and cron jobs are not used;
+- `finish_job` queues its operations and every job finishing in the same event-loop tick shares
+  one MULTI/EXEC.
+Burst mode, signals, health checks and the poll loop are arq's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
-from arq.utils import timestamp_ms, to_ms
-from arq.worker import Worker
+from arq.jobs import SerializationError, deserialize_job_raw
+from arq.utils import ms_to_datetime, timestamp_ms, to_ms
+from arq.worker import Retry, Worker
 
-_CLAIM = """
--- KEYS[1]: queue; ARGV: now ms, in-progress expiry ms, how many to claim at most, candidate ids
-local claimed = {}
+log = logging.getLogger(__name__)
+
+_CLAIM = f"""
+-- KEYS[1]: queue; ARGV: now ms, in-progress expiry ms, how many to claim at most, candidate ids.
+-- Returns id, score, job bytes (false when the job key is gone), try number, for each claimed job.
+local claimed = {{}}
 local limit = tonumber(ARGV[3])
 for i = 4, #ARGV do
-  if #claimed >= 2 * limit then break end
+  if #claimed >= 4 * limit then break end
   local id = ARGV[i]
   local score = redis.call('ZSCORE', KEYS[1], id)
   if score and tonumber(score) <= tonumber(ARGV[1]) then
-    if redis.call('SET', '""" + in_progress_key_prefix + """' .. id, '1', 'NX', 'PX', ARGV[2]) then
+    if redis.call('SET', '{in_progress_key_prefix}' .. id, '1', 'NX', 'PX', ARGV[2]) then
+      local try = redis.call('INCR', '{retry_key_prefix}' .. id)
+      redis.call('EXPIRE', '{retry_key_prefix}' .. id, 88400)
       claimed[#claimed + 1] = id
       claimed[#claimed + 1] = score
+      claimed[#claimed + 1] = redis.call('GET', '{job_key_prefix}' .. id)
+      claimed[#claimed + 1] = try
     end
   end
 end
@@ -55,13 +71,48 @@ class BatchingWorker(Worker):
         reply = await self._claim(
             keys=[self.queue_name], args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), room, *job_ids]
         )
-        for i in range(0, len(reply), 2):
+        for i in range(0, len(reply), 4):
             await self.sem.acquire()
             self.job_counter += 1
             job_id = reply[i].decode()
-            task = self.loop.create_task(self.run_job(job_id, int(float(reply[i + 1]))))
+            task = self.loop.create_task(
+                self._run_claimed(job_id, int(float(reply[i + 1])), reply[i + 2], int(reply[i + 3]))
+            )
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+
+    async def _run_claimed(self, job_id: str, score: int, raw: bytes | None, job_try: int) -> None:
+        finish, incr_score = True, None
+        try:
+            if not raw:
+                raise SerializationError("job expired")
+            function_name, args, kwargs, enqueue_job_try, enqueue_time_ms = deserialize_job_raw(
+                raw, deserializer=self.job_deserializer
+            )
+            function = self.functions[function_name]
+            job_try = max(job_try, enqueue_job_try or 0)
+            max_tries = self.max_tries if function.max_tries is None else function.max_tries
+            if job_try > max_tries:
+                raise RuntimeError(f"max {max_tries} retries exceeded")
+            ctx = {**self.ctx, "job_id": job_id, "job_try": job_try, "score": score,
+                   "enqueue_time": ms_to_datetime(enqueue_time_ms)}
+            await function.coroutine(ctx, *args, **kwargs)
+        except Retry as exc:
+            finish = False
+            if exc.defer_score:
+                incr_score = exc.defer_score + (timestamp_ms() - score)
+            self.jobs_retried += 1
+        except asyncio.CancelledError:  # shutdown: the job stays queued and is run again
+            finish = False
+            self.jobs_retried += 1
+            await asyncio.shield(self.finish_job(job_id, finish, None, None, False, None, None))
+            raise
+        except Exception:
+            log.exception("job %s failed and is dropped", job_id)
+            self.jobs_failed += 1
+        else:
+            self.jobs_complete += 1
+        await asyncio.shield(self.finish_job(job_id, finish, None, None, False, incr_score, None))
 
     async def finish_job(self, job_id, finish, result_data, result_timeout_s, keep_result_forever, incr_score,
                          keep_in_progress) -> None:

@@ -5,15 +5,15 @@ Settings, and why (see `WorkerSettings`):
   the batcher, so a high number is what lets batches fill (`batch_size` writes per transaction)
   instead of trickling in one by one. `queue_read_limit` 2000: a poll looks past the jobs this
   process is already running (they stay in the queue until acked) to find new ones.
-- `BatchingWorker` (worker/arq_batching.py) claims a poll's jobs in one script and acks the jobs
-  finishing together in one MULTI, instead of arq's four round trips per start and one per ack.
+- `BatchingWorker` (worker/arq_batching.py) claims and fetches a poll's jobs in one script and
+  acks the jobs finishing together in one MULTI, instead of arq's five round trips per job.
 - `poll_delay` 0.05 s: an idle worker notices a new job within 50 ms, which keeps staleness low
   for the cost of 20 cheap ZRANGEBYSCOREs a second.
 - `job_timeout` (settings, default 60 s): a job waits at most this long for its batch; it then
-  asks for a retry (`Retry`) rather than letting arq time it out (arq's own timeout, 1 s later, is
-  only a backstop). arq's in-progress key — which stops a second worker from starting a job that
-  is running — expires `job_timeout` + 2 s after the start, so a worker killed with SIGKILL holds its jobs that long, then any worker
-  re-runs them (and `applied_writes` makes the re-run change nothing twice).
+  asks for a retry (`Retry`) rather than failing. arq's in-progress key — which stops a second
+  worker from starting a job that is running — expires `job_timeout` + 2 s after the start, so a
+  worker killed with SIGKILL holds its jobs that long, then any worker re-runs them (and
+  `applied_writes` makes the re-run change nothing twice).
 - `max_tries` 10^9: an acknowledged write is never dropped. PostgreSQL being down is retried with
   backoff (0.2 s doubling to 3 s) for as long as it takes — 10^9 tries at 3 s is ~95 years; arq's
   try counter itself expires after a day. Writes that can never apply are rejected, not retried.
@@ -28,13 +28,16 @@ Settings, and why (see `WorkerSettings`):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 
 import asyncpg
 from arq import Retry
 from arq.connections import RedisSettings
 from arq.worker import func
 
+from infra.observability import metrics_for
 from infra.settings import Settings
 from worker import protocol
 from worker.arq_batching import BatchingWorker
@@ -59,11 +62,24 @@ async def apply_write(ctx: dict, wire: dict) -> str:
         raise Retry(defer=backoff(ctx["job_try"])) from None
     except asyncio.TimeoutError:
         raise Retry(defer=backoff(ctx["job_try"])) from None
+    metrics = ctx["metrics"]
+    metrics.job(wire["kind"], outcome.status)
+    metrics.observe_apply_lag(wire["kind"], time.time() - ctx["enqueue_time"].timestamp())
     return outcome.status
+
+
+async def _report_queue_depth(ctx: dict) -> None:
+    """The queue's length as a gauge, once a second (what is waiting, not what runs here)."""
+    while True:
+        with contextlib.suppress(Exception):
+            ctx["metrics"].set_queue_depth(await ctx["redis"].zcard(protocol.QUEUE))
+        await asyncio.sleep(1)
 
 
 async def startup(ctx: dict) -> None:
     settings: Settings = ctx["settings"]
+    ctx["metrics"] = metrics_for(settings, "worker")
+    ctx["queue_depth"] = asyncio.create_task(_report_queue_depth(ctx))
     # min_size=0: the worker starts (and keeps its queue) even while PostgreSQL is down.
     ctx["pg"] = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=4)
     ctx["batcher"] = Batcher(
@@ -73,6 +89,8 @@ async def startup(ctx: dict) -> None:
 
 
 async def shutdown(ctx: dict) -> None:
+    if "queue_depth" in ctx:
+        ctx["queue_depth"].cancel()
     if "batcher" in ctx:
         try:
             await ctx["batcher"].stop()
