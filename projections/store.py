@@ -92,16 +92,22 @@ async def _write(conn: asyncpg.Connection, statements: dict[Kind, str], targets:
 
 
 async def build_and_store(conn: asyncpg.Connection, kind: Kind, keys: Iterable[int]) -> list[Row]:
-    """A reader's miss: build models that have no stored row yet, store them, return what is stored.
+    """A reader's miss: the stored rows of these keys, building (and storing) those that have none.
 
-    A row that appeared meanwhile (a worker's refresh, another reader) is kept, never replaced:
-    it is at least as new as what this call built.
+    A row that appears meanwhile (a worker's refresh, another reader) is kept, never replaced:
+    it is at least as new as what this call built. Keys that do not exist are left out.
     """
     wanted = sorted(set(keys))
-    async with conn.transaction():
-        await _lock(conn, {kind: set(wanted)})
-        await _write(conn, _FILL, {kind: set(wanted)})
-        return [row for key in wanted if (row := await stored(conn, kind, key)) is not None]
+    found = {key: row for key in wanted if (row := await stored(conn, kind, key)) is not None}
+    missing = {key for key in wanted if key not in found}
+    if missing:
+        async with conn.transaction():
+            await _lock(conn, {kind: missing})
+            await _write(conn, _FILL, {kind: missing})
+            for key in sorted(missing):
+                if (row := await stored(conn, kind, key)) is not None:
+                    found[key] = row
+    return [found[key] for key in wanted if key in found]
 
 
 def targets_of(affected: Affected, products_of_questions: Iterable[int] = ()) -> dict[Kind, set[int]]:

@@ -121,7 +121,8 @@ class ModelSource:
             raise Unavailable(str(exc)) from exc
 
     async def _build(self, kind: Kind, key: int) -> Entry | None:
-        """No stored row: build it from the source tables and store it (None: no such key)."""
+        """Not in the group fetched: the stored row, or one built from the source tables and stored
+        (None: no such key)."""
         try:
             async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
                 rows = await build_and_store(conn, kind, [key])
