@@ -97,16 +97,19 @@ async def ensure_data(settings: Settings) -> tuple[int, int]:
 
 
 async def warm_redis(settings: Settings) -> dict:
-    """Pre-fill Redis with the product-page models, as an operator would after a load."""
+    """Pre-fill Redis with product-page models, as an operator would after a load: up to 70% of its
+    maxmemory, so the fill does not evict what it wrote."""
     conn = await asyncpg.connect(settings.database_url)
     client = aioredis.from_url(settings.redis_url)
     try:
         started = time.perf_counter()
-        sent = await cache.warm(conn, client)
+        maxmemory = int((await client.config_get("maxmemory"))["maxmemory"]) or None
+        sent = await cache.warm(conn, client, budget_bytes=int(maxmemory * 0.7) if maxmemory else None)
         info = await client.info("memory")
-        seconds = round(time.perf_counter() - started, 1)
-        log(f"Redis warmed with {sent:,} models in {seconds}s ({info['used_memory_human']})")
-        return {"models": sent, "seconds": seconds, "redis_used_memory": info["used_memory_human"]}
+        sent |= {"seconds": round(time.perf_counter() - started, 1), "redis_used_memory": info["used_memory_human"]}
+        log(f"Redis warmed with {sent['models']:,} models of {sent['products']:,} products in {sent['seconds']}s "
+            f"({sent['redis_used_memory']})")
+        return sent
     finally:
         await client.aclose()
         await conn.close()
@@ -310,7 +313,8 @@ def markdown(results: dict) -> str:
         f"{env['duration_s']} s per scenario after {env['warmup_s']} s warm-up · {env['cpus']} cores shared by "
         "generator, readers, Redis and PostgreSQL.",
         "",
-        ("Redis pre-filled with {models:,} product models in {seconds} s ({redis_used_memory}). ".format(**env["redis_warmed"])
+        ("Redis pre-filled with {models:,} models of {products:,} products in {seconds} s ({redis_used_memory}). "
+         .format(**env["redis_warmed"])
          if env["redis_warmed"] else "Redis not pre-filled. ")
         + f"Reader per-request log line: {'on' if env['reader_access_log'] else 'off'}.",
         "",

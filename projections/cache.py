@@ -125,25 +125,40 @@ async def forget_all(redis) -> int:
     return removed
 
 
-async def warm(conn, redis, kinds=PRODUCT_KINDS, batch: int = 500, ttl: int = TTL_SECONDS) -> int:
-    """Copy stored models into Redis (compare-and-set, so never over a newer copy); return rows sent.
+def _bundles_sql() -> str:
+    kinds = PRODUCT_KINDS
+    columns = ", ".join(f"t{int(k)}.version, t{int(k)}.items, t{int(k)}.body" for k in kinds)
+    first = f"{TABLES[kinds[0]]} t{int(kinds[0])}"
+    joins = " ".join(f"JOIN {TABLES[k]} t{int(k)} USING (key)" for k in kinds[1:])
+    return f"SELECT key, {columns} FROM {first} {joins} ORDER BY key"
+
+
+async def warm(conn, redis, budget_bytes: int | None = None, batch: int = 100, ttl: int = TTL_SECONDS) -> dict:
+    """Copy stored product models into Redis, product by product (compare-and-set, so never over a
+    newer copy), until `budget_bytes` of bodies are sent; return what was sent.
 
     After a bulk load Redis is empty and every first request of a product pays a PostgreSQL read;
     an operator (or a benchmark) can pre-fill it instead. Rows stream through a cursor, so memory
-    stays flat whatever the data set size; Redis evicts by LRU once its maxmemory is reached.
+    stays flat whatever the data set size; a budget below Redis's maxmemory keeps the fill from
+    evicting what it just wrote.
     """
-    sent = 0
-    for kind in kinds:
-        async with conn.transaction():
-            rows: list[Row] = []
-            query = f"SELECT key, version, items, body FROM {TABLES[kind]}"
-            async for record in conn.cursor(query, prefetch=batch * 4):
-                rows.append(Row(kind, record["key"], record["version"], record["body"], record["items"]))
-                if len(rows) >= batch:
-                    await store(redis, rows, ttl)
-                    sent += len(rows)
-                    rows = []
-            if rows:
+    products = models = sent_bytes = 0
+    rows: list[Row] = []
+    async with conn.transaction():
+        async for record in conn.cursor(_bundles_sql(), prefetch=batch * 4):
+            key = record[0]
+            for i, kind in enumerate(PRODUCT_KINDS):
+                version, items, body = record[1 + 3 * i], record[2 + 3 * i], record[3 + 3 * i]
+                rows.append(Row(kind, key, version, body, items))
+                sent_bytes += len(body)
+            products += 1
+            if products % batch == 0:
                 await store(redis, rows, ttl)
-                sent += len(rows)
-    return sent
+                models += len(rows)
+                rows = []
+            if budget_bytes is not None and sent_bytes >= budget_bytes:
+                break
+    if rows:
+        await store(redis, rows, ttl)
+        models += len(rows)
+    return {"products": products, "models": models, "bytes": sent_bytes}

@@ -209,3 +209,15 @@ async def test_publish_stores_then_announces(sample, redis, settings):
     finally:
         await pubsub.aclose()
         await listener.aclose()
+
+
+async def test_warm_copies_stored_product_models_within_a_budget(sample, redis):
+    await projections.bulk.build_all(sample, progress=False)
+    sent = await cache.warm(sample, redis)
+    assert (sent["products"], sent["models"]) == (3, 18)
+    flat = await redis.hgetall(cache.hash_key(Kind.STYLES, 1))
+    held = cache.decode_hash(1, [x for kv in flat.items() for x in kv])
+    assert held == await stored_product_bundle(sample, 1)
+    await redis.flushdb()
+    assert (await cache.warm(sample, redis, budget_bytes=1, batch=2))["products"] == 1
+    assert await redis.exists(cache.hash_key(Kind.PRODUCT, 1)) and not await redis.exists(cache.hash_key(Kind.PRODUCT, 2))
