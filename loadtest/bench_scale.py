@@ -115,7 +115,8 @@ def markdown(report: dict) -> str:
         f"{env['nginx_workers']} worker · wrk {env['threads']} thread(s), {env['connections']} connections, "
         f"{env['duration_s']} s per row after {env['warmup_s']} s warm-up · six product-page GETs per product "
         f"(`zipf`: Zipf-skewed ids over the catalogue; `hot`: all on the showcase product) · {env['cpus']} cores "
-        "shared by generator, nginx, readers, PostgreSQL and Redis.",
+        "shared by generator, nginx, readers, PostgreSQL and Redis · 1-minute load average "
+        f"{env['load_average_1m']['before']} before, {env['load_average_1m']['after']} after.",
         "",
         "| mix | micro-cache | readers | req/s | vs 1 reader, cache off | p50 ms | p99 ms | errors | answered by readers |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ids: list = []
     rows: list = []
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load_before = os.getloadavg()[0]
     try:
         for micro_cache in (0, args.micro_cache):
             run_configuration(settings, micro_cache, ids, rows, args)
@@ -179,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             "products": ids[0][1] - ids[0][0] + 1, "mixes": args.mixes, "connections": args.connections,
             "threads": args.threads, "duration_s": args.duration, "warmup_s": args.warmup,
             "cpus": os.cpu_count(), "generator": "wrk", "nginx_workers": 1, "workers": 1,
+            # Anything else running on the machine shows here; rows are comparable only within a quiet run.
+            "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         },
         "rows": rows,
     }

@@ -269,18 +269,36 @@ async def test_every_documented_read_is_served_and_matches_its_schema(stack, ses
             assert body, f"{url} answered empty; the test data should exercise the schema"
 
 
-async def test_every_documented_write_is_served(stack, session):
+async def documented_post_bodies(session, stack) -> dict[str, dict]:
+    meta, _ = await get_json(session, f"{stack.url}/reviews/meta?product_id={PRODUCT}")
+    return {
+        "/reviews": {"product_id": PRODUCT, "rating": 5, "summary": "Fits well", "recommend": True,
+                     "body": "Soft fabric, true to size, and it survived the washing machine twice.",
+                     "name": "sam", "email": "sam@example.com", "photos": ["https://img.example.com/s.jpg"],
+                     "characteristics": {str(c["id"]): 4 for c in meta["characteristics"].values()}},
+        "/qa/questions": {"body": "Is it lined?", "name": "ola", "email": "ola@example.com", "product_id": PRODUCT},
+        "/qa/questions/{question_id}/answers": {"body": "Yes, fully.", "name": "bo", "email": "bo@example.com"},
+        "/cart": {"sku_id": 1},
+    }
+
+
+async def test_every_documented_write_is_served_and_accepts_documented_bodies(stack, session):
     reviews, _ = await get_json(session, f"{stack.url}/reviews?product_id={PRODUCT}")
     questions, _ = await get_json(session, f"{stack.url}/qa/questions?product_id={PRODUCT}")
-    question = questions["results"][0]
+    question = next(q for q in questions["results"] if q["answers"])
     ids = {"review_id": reviews["results"][0]["review_id"], "question_id": question["question_id"],
            "answer_id": int(next(iter(question["answers"])))}
-    for method, path in sorted(documented_operations()):
-        if method != "PUT":
-            continue
+    bodies = await documented_post_bodies(session, stack)
+    writes = sorted((m, p) for m, p in documented_operations() if m in ("POST", "PUT"))
+    assert {p for m, p in writes if m == "POST"} == set(bodies)
+    for method, path in writes:
         url = re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), path)
-        async with session.put(f"{stack.url}{url}") as response:
-            assert response.status == 204, (url, await response.text())
+        body = bodies.get(path)
+        if body is not None:
+            operation = DOCUMENT["paths"][path]["post"]
+            validator_for(operation["requestBody"]["content"]["application/json"]["schema"]).validate(body)
+        async with session.request(method, f"{stack.url}{url}", json=body) as response:
+            assert response.status == (201 if method == "POST" else 204), (url, await response.text())
             assert response.headers["Location"].startswith("/writes/")
 
 
