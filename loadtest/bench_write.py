@@ -1,0 +1,434 @@
+"""`python -m loadtest.bench_write`: how fast writes are acknowledged, applied, and become visible.
+
+One command, three measurements on one data set (the `small` one by default), each printed and
+saved to `loadtest/results/write.json` and `write.md`:
+
+1. acknowledged writes/s and ack latency: k6 against one writer process (no worker running, so
+   the queue fills): a closed loop at full speed (peak), then an open loop at `--ack-rate`
+   requests/s (p99 at a fixed load). The write mix is the storefront's (k6_write.js).
+2. applied mutations/s: `--workers` × `python -m worker --burst` draining the queue phase 1
+   filled; the rate counts from the workers' start to their exit (start-up included).
+3. staleness: ack → first GET (through a reader process) that shows the write, p50/p99, while
+   `--stale-rate` writes/s go to the writer, a worker applies them, and k6 sends `--read-rate`
+   product-page GETs/s to the reader. Every fourth new review is tracked: its GET
+   (`/reviews?product_id=…&sort=newest&count=1`) is polled every 5 ms from its ack on.
+
+Servers: embedded PostgreSQL (service profile) and Redis under `--work`, on free ports; the data
+set is loaded once (`atelier load`) and reused by later runs; servers this run started are stopped
+at the end. Processes talk directly (no nginx), on 127.0.0.1; load generator, servers and apps
+share the same two cores, so the figures are a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
+
+from infra.embedded import free_port
+from infra.services import ensure_services
+from infra.settings import Settings
+from projections import drift, idstate
+from schema.migrate import migrate_url
+from worker import protocol
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+TARGETS = {"ack_per_s": 3000, "ack_p99_ms": 10, "applied_per_s": 2000, "staleness_p99_ms": 250}
+
+
+def log(message: str) -> None:
+    print(f"[bench_write {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- set-up
+
+
+async def ensure_data(settings: Settings, data: Path) -> None:
+    await migrate_url(settings.database_url)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        loaded = await conn.fetchval("SELECT count(*) FROM products") > 0
+        if not loaded:
+            log(f"loading {data} (once; later runs reuse it)")
+            env = {**os.environ, **settings.to_env()}
+            subprocess.run([sys.executable, "-m", "infra.cli", "load", str(data), "--quiet",
+                            "--rejects", str(settings.data_dir / "rejects.jsonl")], env=env, check=True)
+        redis = aioredis.from_url(settings.redis_url)
+        try:
+            if not await redis.exists(idstate.bitmap_key("reviews")):
+                log("publishing id state")
+                await idstate.publish_all(conn, settings.redis_url)
+        finally:
+            await redis.aclose()
+    finally:
+        await conn.close()
+
+
+async def write_targets(settings: Settings, path: Path) -> dict:
+    """Ids the load draws from: random existing reviews, questions, answers, products (with their
+    characteristics, so new reviews can score them)."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        sample = "ORDER BY random() LIMIT 5000"
+        targets = {
+            "reviews": [r[0] for r in await conn.fetch(f"SELECT id FROM reviews WHERE NOT reported {sample}")],
+            "questions": [r[0] for r in await conn.fetch(f"SELECT id FROM questions WHERE NOT reported {sample}")],
+            "answers": [r[0] for r in await conn.fetch(f"SELECT id FROM answers WHERE NOT reported {sample}")],
+            "products": [
+                {"id": r[0], "characteristics": list(r[1])}
+                for r in await conn.fetch(
+                    "SELECT p.id, coalesce(array_agg(c.id) FILTER (WHERE c.id IS NOT NULL), '{}') FROM "
+                    f"(SELECT id FROM products {sample}) p LEFT JOIN characteristics c ON c.product_id = p.id "
+                    "GROUP BY p.id"
+                )
+            ],
+        }
+    finally:
+        await conn.close()
+    path.write_text(json.dumps(targets))
+    return targets
+
+
+class App:
+    """A writer, reader or worker child process with the benchmark's settings."""
+
+    def __init__(self, settings: Settings, role: str, *args: str):
+        self.port = free_port() if role in ("writer", "reader") else None
+        argv = [sys.executable, "-m", role, *args] + (["--port", str(self.port)] if self.port else [])
+        env = {**os.environ, **settings.to_env(), "ATELIER_LOG_JSON": "0"}
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.role = role
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(self.base + "/readyz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.role} did not become ready:\n{self.output()}")
+                await asyncio.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU this process has used so far (from /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait_with_cpu(self) -> tuple[int, float]:
+        """Wait for the process to exit; its exit status and the CPU seconds it used."""
+        _, status, usage = os.wait4(self.process.pid, 0)
+        self.process.returncode = os.waitstatus_to_exitcode(status)
+        return self.process.returncode, usage.ru_utime + usage.ru_stime
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def k6(script: str, summary: Path, **env: str) -> dict:
+    command = ["k6", "run", "--quiet", "--no-color", "--summary-export", str(summary), str(HERE / script)]
+    subprocess.run(command, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(summary.read_text())
+
+
+def k6_figures(summary: dict) -> dict:
+    metrics = summary["metrics"]
+    duration = metrics["http_req_duration"]
+    checks = metrics.get("checks", {})
+    return {
+        "requests": int(metrics["http_reqs"]["count"]),
+        "per_s": round(metrics["http_reqs"]["rate"], 1),
+        "p50_ms": round(duration["p(50)"], 2),
+        "p90_ms": round(duration["p(90)"], 2),
+        "p99_ms": round(duration["p(99)"], 2),
+        "max_ms": round(duration["max"], 2),
+        "failed_checks": int(checks.get("fails", 0)),
+    }
+
+
+# ---------------------------------------------------------------- phases
+
+
+def measure_acks(writer: App, targets_file: Path, work: Path, seconds: int, rate: int, vus: int) -> dict:
+    common = {"BASE": writer.base, "TARGETS": str(targets_file), "DURATION": f"{seconds}s"}
+
+    def run(name: str, **env: str) -> dict:
+        cpu = writer.cpu_seconds()
+        figures = k6_figures(k6("k6_write.js", work / f"k6-{name}.json", **common, **env))
+        # The writer's own CPU per acknowledged write: what one core can ack, whatever else runs.
+        figures["writer_cpu_us_per_ack"] = round((writer.cpu_seconds() - cpu) / figures["requests"] * 1e6)
+        return figures
+
+    log(f"acks: closed loop, {vus} virtual users, {seconds}s")
+    peak = run("peak", MODE="peak", VUS=str(vus))
+    log(f"  peak {peak['per_s']}/s, p99 {peak['p99_ms']} ms, {peak['writer_cpu_us_per_ack']} us CPU per ack")
+    log(f"acks: open loop at {rate}/s, {seconds}s")
+    fixed = run("rate", MODE="rate", RATE=str(rate))
+    log(f"  {fixed['per_s']}/s, p99 {fixed['p99_ms']} ms")
+    return {"peak": peak, "at_rate": {"rate": rate, **fixed}}
+
+
+async def measure_apply(settings: Settings, workers: int = 1) -> dict:
+    redis = aioredis.from_url(settings.redis_url)
+    try:
+        queued = await redis.zcard(protocol.QUEUE)
+        log(f"apply: {workers} burst worker(s) drain {queued} queued writes")
+        started = time.perf_counter()
+        apps = [App(settings, "worker", "--burst") for _ in range(workers)]
+        ends = await asyncio.gather(*(asyncio.to_thread(app.wait_with_cpu) for app in apps))
+        seconds = time.perf_counter() - started
+        if any(code for code, _ in ends) or await redis.zcard(protocol.QUEUE):
+            raise RuntimeError(f"workers did not drain the queue:\n{apps[0].output()}")
+    finally:
+        await redis.aclose()
+    cpu = sum(seconds_used for _, seconds_used in ends)
+    figures = {"workers": workers, "writes": queued, "seconds": round(seconds, 2),
+               "per_s": round(queued / seconds, 1), "batch_size": settings.worker_batch_size,
+               "worker_cpu_us_per_write": round(cpu / max(queued, 1) * 1e6)}
+    log(f"  {figures['per_s']}/s")
+    return figures
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+async def measure_staleness(settings: Settings, targets: dict, targets_file: Path, work: Path,
+                            seconds: int, rate: int, read_rate: int) -> dict:
+    reader, writer, worker = App(settings, "reader"), App(settings, "writer"), App(settings, "worker")
+    try:
+        await asyncio.gather(reader.ready(), writer.ready())
+        reads = asyncio.create_task(asyncio.to_thread(
+            k6, "k6_write_reads.js", work / "k6-reads.json", BASE=reader.base, TARGETS=str(targets_file),
+            RATE=str(read_rate), DURATION=f"{seconds + 2}s"))
+        log(f"staleness: {rate} writes/s for {seconds}s beside {read_rate} GETs/s")
+        lags, acks, errors = await _write_and_watch(writer.base, reader.base, targets, seconds, rate)
+        read_figures = k6_figures(await reads)
+    finally:
+        for app in (worker, writer, reader):
+            app.stop()
+    figures = {
+        "write_rate": rate, "writes_acknowledged": acks, "write_errors": errors, "tracked": len(lags),
+        "p50_ms": round(percentile(lags, 50), 1), "p99_ms": round(percentile(lags, 99), 1),
+        "max_ms": round(max(lags), 1), "mean_ms": round(statistics.fmean(lags), 1), "reads": read_figures,
+    }
+    log(f"  staleness p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms over {len(lags)} tracked writes")
+    return figures
+
+
+async def _write_and_watch(writer: str, reader: str, targets: dict, seconds: int, rate: int):
+    """Open-loop writes at `rate`/s; every fourth one is a new review whose visibility is timed."""
+    lags: list[float] = []
+    counts = {"acks": 0, "errors": 0}
+    rng = random.Random(1)
+    tasks = []
+    connector = aiohttp.TCPConnector(limit=200)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def vote() -> None:
+            kind, ids = rng.choice([("reviews", targets["reviews"]), ("qa/questions", targets["questions"]),
+                                    ("qa/answers", targets["answers"])])
+            async with session.put(f"{writer}/{kind}/{rng.choice(ids)}/helpful") as response:
+                counts["acks" if response.status == 204 else "errors"] += 1
+
+        async def tracked_review(n: int) -> None:
+            product = rng.choice(targets["products"])
+            summary = f"stale-{n}-{rng.random():.8f}"
+            body = {"product_id": product["id"], "rating": 5, "summary": summary, "body": "x" * 60,
+                    "recommend": True, "name": "bench", "email": "bench@example.com",
+                    "characteristics": {str(c): 3 for c in product["characteristics"]}}
+            async with session.post(f"{writer}/reviews", json=body) as response:
+                if response.status != 201:
+                    counts["errors"] += 1
+                    return
+            acked = time.perf_counter()
+            counts["acks"] += 1
+            url = f"{reader}/reviews?product_id={product['id']}&sort=newest&count=1"
+            while time.perf_counter() - acked < 30:
+                async with session.get(url) as response:
+                    if summary.encode() in await response.read():
+                        lags.append((time.perf_counter() - acked) * 1000)
+                        return
+                await asyncio.sleep(0.005)
+            counts["errors"] += 1
+
+        start = time.perf_counter()
+        for n in range(seconds * rate):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(tracked_review(n) if n % 4 == 0 else vote()))
+        await asyncio.gather(*tasks)
+    return lags, counts["acks"], counts["errors"]
+
+
+# ---------------------------------------------------------------- report
+
+
+def verdicts(results: dict) -> dict:
+    acks, applied, stale = results["acks"]["at_rate"], results["apply"], results["staleness"]
+    return {
+        "ack_per_s": acks["per_s"] >= TARGETS["ack_per_s"] * 0.98 and acks["failed_checks"] == 0,
+        "ack_p99_ms": acks["p99_ms"] <= TARGETS["ack_p99_ms"],
+        "applied_per_s": applied["per_s"] >= TARGETS["applied_per_s"],
+        "staleness_p99_ms": stale["p99_ms"] <= TARGETS["staleness_p99_ms"],
+    }
+
+
+def markdown(results: dict) -> str:
+    acks, applied, stale = results["acks"], results["apply"], results["staleness"]
+    ok = results["verdicts"]
+    mark = {True: "met", False: "**missed**"}
+    return f"""# Write path benchmark
+
+`{results['command']}` — {results['finished']} — data set: `{results['data']}`, machine: {os.cpu_count()} cores,
+generator, servers and apps on the same box (no nginx; every process on 127.0.0.1); load average when
+the run started: {results['load_average_at_start']} (other work on the box shares the two cores).
+
+| measure | figure | target | |
+|---|---|---|---|
+| acknowledged writes/s, open loop at {acks['at_rate']['rate']}/s | {acks['at_rate']['per_s']} | ≥ {TARGETS['ack_per_s']} | {mark[ok['ack_per_s']]} |
+| ack p99 at that rate | {acks['at_rate']['p99_ms']} ms | ≤ {TARGETS['ack_p99_ms']} ms | {mark[ok['ack_p99_ms']]} |
+| applied mutations/s ({applied['workers']} worker(s) draining {applied['writes']} queued writes) | {applied['per_s']} | ≥ {TARGETS['applied_per_s']} | {mark[ok['applied_per_s']]} |
+| staleness p99 at {stale['write_rate']} writes/s + {stale['reads']['per_s']} GETs/s | {stale['p99_ms']} ms | ≤ {TARGETS['staleness_p99_ms']} ms | {mark[ok['staleness_p99_ms']]} |
+
+## Acknowledgements (k6 → one writer process; the queue fills, no worker runs)
+
+| run | requests | per s | p50 ms | p90 ms | p99 ms | max ms | failed | writer CPU per ack |
+|---|---|---|---|---|---|---|---|---|
+| closed loop, peak | {acks['peak']['requests']} | {acks['peak']['per_s']} | {acks['peak']['p50_ms']} | {acks['peak']['p90_ms']} | {acks['peak']['p99_ms']} | {acks['peak']['max_ms']} | {acks['peak']['failed_checks']} | {acks['peak']['writer_cpu_us_per_ack']} µs |
+| open loop at {acks['at_rate']['rate']}/s | {acks['at_rate']['requests']} | {acks['at_rate']['per_s']} | {acks['at_rate']['p50_ms']} | {acks['at_rate']['p90_ms']} | {acks['at_rate']['p99_ms']} | {acks['at_rate']['max_ms']} | {acks['at_rate']['failed_checks']} | {acks['at_rate']['writer_cpu_us_per_ack']} µs |
+
+Mix: 70% helpful votes (reviews 60%, questions 20%, answers 20% of them), 15% new reviews, 10% new
+questions, 5% new answers (loadtest/k6_write.js).
+
+## Applying ({applied['workers']} × `python -m worker --burst`, batch size {applied['batch_size']})
+
+{applied['writes']} writes in {applied['seconds']} s = **{applied['per_s']} applied/s**, from process start to exit,
+each batch one transaction with its read-model refresh, Redis publish and receipts. The worker
+processes used {applied['worker_cpu_us_per_write']} µs of CPU per applied write; the rest of the time is PostgreSQL's.
+
+## Staleness (ack → first GET showing the write)
+
+{stale['write_rate']} writes/s for the run (votes, and every fourth write a new review that is tracked), one
+worker, one reader, and k6 sending product-page GETs beside it ({stale['reads']['per_s']}/s achieved,
+p99 {stale['reads']['p99_ms']} ms, {stale['reads']['failed_checks']} failed).
+
+| tracked writes | p50 ms | p99 ms | max ms | mean ms | write errors |
+|---|---|---|---|---|---|
+| {stale['tracked']} | {stale['p50_ms']} | {stale['p99_ms']} | {stale['max_ms']} | {stale['mean_ms']} | {stale['write_errors']} |
+
+After the run, `check-drift --sample {results['drift']['sample']}` found {results['drift']['mismatches']} mismatches
+in {results['drift']['checked']} stored models.
+"""
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    work = Path(args.work).absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    settings = Settings(data_dir=work, embedded_pg_port=free_port(), embedded_redis_port=free_port(),
+                        log_json=False, access_log=args.access_log, worker_batch_size=args.batch_size)
+    services = ensure_services(settings)
+    settings = settings.replace(database_url=services.database_url, redis_url=services.redis_url)
+    try:
+        await ensure_data(settings, Path(args.data))
+        targets_file = work / "targets.json"
+        targets = await write_targets(settings, targets_file)
+        redis = aioredis.from_url(settings.redis_url)
+        if await redis.zcard(protocol.QUEUE):
+            log("draining writes left queued by an earlier run")
+            await measure_apply(settings)
+        await redis.aclose()
+
+        writer = App(settings, "writer")
+        try:
+            await writer.ready()
+            acks = measure_acks(writer, targets_file, work, args.ack_seconds, args.ack_rate, args.vus)
+        finally:
+            writer.stop()
+        applied = await measure_apply(settings, args.workers)
+        staleness = await measure_staleness(settings, targets, targets_file, work, args.stale_seconds,
+                                            args.stale_rate, args.read_rate)
+        conn = await asyncpg.connect(settings.database_url)
+        redis = aioredis.from_url(settings.redis_url)
+        try:
+            report = await drift.check(conn, redis, sample=args.drift_sample)
+        finally:
+            await conn.close()
+            await redis.aclose()
+    finally:
+        services.stop_started()
+    results = {
+        "load_average_at_start": load_at_start,
+        "command": "python -m loadtest.bench_write " + " ".join(sys.argv[1:]),
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "data": str(args.data),
+        "targets": TARGETS,
+        "acks": acks,
+        "apply": applied,
+        "staleness": staleness,
+        "drift": {"sample": args.drift_sample, "checked": report.checked, "mismatches": len(report.mismatches)},
+    }
+    results["verdicts"] = verdicts(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench_write", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="/tmp/atelier-small", help="data set folder (python -m schema.generate)")
+    parser.add_argument("--work", default="/tmp/atelier-bench-write", help="servers' data folder, reused")
+    parser.add_argument("--ack-seconds", type=int, default=15)
+    parser.add_argument("--ack-rate", type=int, default=3000)
+    parser.add_argument("--vus", type=int, default=32)
+    parser.add_argument("--stale-seconds", type=int, default=20)
+    parser.add_argument("--stale-rate", type=int, default=500)
+    parser.add_argument("--read-rate", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=Settings.worker_batch_size)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes draining the queue (apply phase)")
+    parser.add_argument("--drift-sample", type=int, default=300)
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
+                        help="run the apps without their JSON request log")
+    args = parser.parse_args(argv)
+    results = asyncio.run(main_async(args))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "write.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "write.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
