@@ -12,8 +12,10 @@ import dataclasses
 
 @dataclasses.dataclass
 class Affected:
-    # Products whose reviews list and reviews meta must be rebuilt (new review, vote, report).
+    # Products whose reviews list and reviews meta must be rebuilt (new review, report).
     review_products: set[int] = dataclasses.field(default_factory=set)
+    # Products whose reviews list changed but whose meta did not (helpful votes): the list only.
+    review_lists: set[int] = dataclasses.field(default_factory=set)
     # Products whose questions model (questions with nested answers) must be rebuilt.
     question_products: set[int] = dataclasses.field(default_factory=set)
     # Questions whose answers model must be rebuilt.
@@ -21,8 +23,9 @@ class Affected:
 
     def merge(self, other: "Affected") -> None:
         self.review_products |= other.review_products
+        self.review_lists |= other.review_lists
         self.question_products |= other.question_products
         self.answer_questions |= other.answer_questions
 
     def __bool__(self) -> bool:
-        return bool(self.review_products or self.question_products or self.answer_questions)
+        return bool(self.review_products or self.review_lists or self.question_products or self.answer_questions)

@@ -113,7 +113,7 @@ async def build_and_store(conn: asyncpg.Connection, kind: Kind, keys: Iterable[i
 def targets_of(affected: Affected, products_of_questions: Iterable[int] = ()) -> dict[Kind, set[int]]:
     """Which models a batch's changes reach. An answer shows up nested in its product's questions."""
     return {
-        Kind.REVIEWS: set(affected.review_products),
+        Kind.REVIEWS: set(affected.review_products) | set(affected.review_lists),
         Kind.META: set(affected.review_products),
         Kind.QUESTIONS: set(affected.question_products) | set(products_of_questions),
         Kind.ANSWERS: set(affected.answer_questions),

@@ -221,3 +221,12 @@ async def test_warm_copies_stored_product_models_within_a_budget(sample, redis):
     await redis.flushdb()
     assert (await cache.warm(sample, redis, budget_bytes=1, batch=2))["products"] == 1
     assert await redis.exists(cache.hash_key(Kind.PRODUCT, 1)) and not await redis.exists(cache.hash_key(Kind.PRODUCT, 2))
+
+
+async def test_a_helpful_vote_rebuilds_the_reviews_list_but_not_the_meta(sample):
+    async with sample.transaction():
+        await sample.execute("UPDATE reviews SET helpfulness = helpfulness + 1 WHERE id = 3")
+        rows = await projections.refresh(sample, Affected(review_lists={1}))
+    assert [(row.kind, row.key) for row in rows] == [(Kind.REVIEWS, 1)]
+    assert rows[0].body == await projections.build_one(sample, Kind.REVIEWS, 1)
+    assert Affected(review_lists={1}) and not Affected()
