@@ -20,7 +20,7 @@ from infra.observability import METRICS, CounterBridge, setup_observability
 from infra.settings import Settings
 from projections import cache
 from reader.local_cache import LocalCache
-from reader.redis_client import LeanRedis
+from infra.lean_redis import LeanRedis
 from reader.routes import ROUTES, SOURCE, STATS
 from reader.source import ModelSource, Stats
 

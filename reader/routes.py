@@ -209,6 +209,11 @@ async def stats(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(counters), headers={"Content-Type": JSON_TYPE})
 
 
+async def unknown_path(request: web.Request) -> web.Response:
+    """Anything no route above serves: the API's JSON error shape, not aiohttp's text/plain page."""
+    return problem_response(404, f"no such path: {request.path}", None)
+
+
 def _with_slash(path: str, handler) -> list[web.RouteDef]:
     return [web.get(path, handler), web.get(path + "/", handler)]
 
@@ -226,4 +231,6 @@ ROUTES = [
     web.get("/healthz", healthz),
     web.get("/readyz", readyz),
     web.get("/_stats", stats),
+    # Tried after every more specific path (aiohttp indexes routes by prefix), whatever the order here.
+    web.route("*", "/{tail:.*}", unknown_path),
 ]

@@ -18,7 +18,7 @@ from projections import cache
 from projections.kinds import PRODUCT_KINDS, Kind
 from projections.store import Row, build_and_store, stored, stored_product_bundle
 from reader.local_cache import Entry, LocalCache
-from reader.redis_client import LeanRedis
+from infra.lean_redis import LeanRedis
 
 log = logging.getLogger(__name__)
 

@@ -240,3 +240,10 @@ async def test_postgres_down_and_not_cached_is_503_with_retry_after(aiohttp_clie
     assert response.status == 503 and response.headers["Retry-After"] == "1"
     assert set(orjson.loads(await response.read())) == {"error", "field"}
     assert (await client.get("/readyz")).status == 503
+
+
+async def test_unknown_paths_answer_the_json_error_shape(client):
+    for path in ("/no/such/thing", "/products/1/nothing", "/qa/answers"):
+        body = await get_json(client, path, status=404)
+        assert body["field"] is None and path in body["error"]
+    assert (await client.get("/metrics")).status == 200

@@ -9,7 +9,7 @@ import hiredis
 import pytest
 
 from infra.embedded import free_port
-from reader.redis_client import LeanRedis, pack
+from infra.lean_redis import LeanRedis, pack
 
 
 def test_pack_is_resp():

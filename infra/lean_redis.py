@@ -1,4 +1,4 @@
-"""A lean pipelined Redis client for the reader's hot path.
+"""A lean pipelined Redis client for hot paths (the reader's reads, the writer's enqueue script).
 
 redis.asyncio spends ~60 µs of CPU per command (connection-pool checkout, per-command parsing
 objects); on this box that halves the reader's throughput. This client keeps one connection per
