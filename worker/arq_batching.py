@@ -14,8 +14,8 @@ are reached:
   defer), cancellation (left queued, re-run), success and failure (acked and removed). The job
   function is awaited directly: ours bounds its own wait (`job_timeout`) and never needs arq's
   timeout task; results are not kept (`keep_result` 0), aborts and cron jobs are not used;
-- `finish_job` queues its operations and every job finishing in the same event-loop tick shares
-  one MULTI/EXEC.
+- `finish_job` queues its operations and every job finishing in the same event-loop tick is
+  acked by one script doing arq's `finish_job` for each (atomic, like arq's MULTI).
 Burst mode, signals, health checks and the poll loop are arq's own.
 """
 
@@ -24,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import SerializationError, deserialize_job_raw
-from arq.utils import ms_to_datetime, timestamp_ms, to_ms
+from arq.utils import ms_to_datetime, timestamp_ms
 from arq.worker import Retry, Worker
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,29 @@ return claimed
 """
 
 
+_FINISH = f"""
+-- KEYS[1]: queue; ARGV: n, then (job id, finished 1|0, score increment) per job: arq's finish_job
+-- for each (no result is kept: keep_result is 0; no cron job keeps its in-progress key).
+for i = 0, tonumber(ARGV[1]) - 1 do
+  local id, finished, incr = ARGV[2 + 3 * i], ARGV[3 + 3 * i], tonumber(ARGV[4 + 3 * i])
+  if finished == '1' then
+    redis.call('DEL', '{in_progress_key_prefix}' .. id, '{retry_key_prefix}' .. id, '{job_key_prefix}' .. id)
+    redis.call('ZREM', '{abort_jobs_ss}', id)
+    redis.call('ZREM', KEYS[1], id)
+  else
+    if incr > 0 then redis.call('ZINCRBY', KEYS[1], incr, id) end
+    redis.call('DEL', '{in_progress_key_prefix}' .. id)
+  end
+end
+return 0
+"""
+
+
 class BatchingWorker(Worker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._claim = None
+        self._finish = None
         self._finishing: list[tuple] = []
         self._finished: asyncio.Future | None = None
 
@@ -127,34 +146,14 @@ class BatchingWorker(Worker):
     async def _finish_all(self) -> None:
         finishing, done = self._finishing, self._finished
         self._finishing, self._finished = [], None
+        args = [len(finishing)]
+        for job_id, finish, _, _, _, incr_score, _ in finishing:
+            args += [job_id, "1" if finish else "0", incr_score or 0]
         try:
-            async with self.pool.pipeline(transaction=True) as tr:
-                for job in finishing:
-                    _queue_finish(tr, self.queue_name, *job)
-                await tr.execute()
+            if self._finish is None:
+                self._finish = self.pool.register_script(_FINISH)
+            await self._finish(keys=[self.queue_name], args=args)
         except Exception as exc:  # every job of the tick sees it, as it would have seen its own failure
             done.set_exception(exc)
         else:
             done.set_result(None)
-
-
-def _queue_finish(tr, queue_name, job_id, finish, result_data, result_timeout_s, keep_result_forever, incr_score,
-                  keep_in_progress) -> None:
-    """arq's `Worker.finish_job`, as commands on a shared transaction."""
-    delete_keys = []
-    in_progress_key = in_progress_key_prefix + job_id
-    if keep_in_progress is None:
-        delete_keys.append(in_progress_key)
-    else:
-        tr.pexpire(in_progress_key, to_ms(keep_in_progress))
-    if finish:
-        if result_data:
-            expire = None if keep_result_forever else result_timeout_s
-            tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
-        delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
-        tr.zrem(abort_jobs_ss, job_id)
-        tr.zrem(queue_name, job_id)
-    elif incr_score:
-        tr.zincrby(queue_name, incr_score, job_id)
-    if delete_keys:
-        tr.delete(*delete_keys)
