@@ -105,7 +105,8 @@ def markdown(results: dict) -> str:
     if results["database"]["read_models_bytes"]:
         lines += ["", "Read models: " + ", ".join(f"{name} {megabytes(size)}" for name, size
                                                    in results["database"]["read_models_bytes"].items()) + "."]
-    lines += ["", f"PostgreSQL: embedded, `service` profile ({', '.join(f'{k}={v}' for k, v in results['postgres'].items())}).", ""]
+    settings = ", ".join(f"{k}={v}" for k, v in results["postgres"].items())
+    lines += ["", f"PostgreSQL: embedded, `service` profile ({settings}).", ""]
     return "\n".join(lines)
 
 

@@ -237,7 +237,8 @@ def split_records(path: Path, good: Path, expected_fields: int, *, one_record_pe
         if not raw.strip():
             return
         if len(fields) != expected_fields:
-            split.bad.append(BadRecord(number, f"wrong number of fields ({len(fields)}, expected {expected_fields})", raw))
+            reason = f"wrong number of fields ({len(fields)}, expected {expected_fields})"
+            split.bad.append(BadRecord(number, reason, raw))
         elif not _encodable(fields):
             split.bad.append(BadRecord(number, "not valid UTF-8 text",
                                        raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")))

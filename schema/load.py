@@ -16,8 +16,10 @@ connections, in phases (each timed in the report):
    not go in with its first reason (missing value, unparseable number or date, a CHECK of the
    schema, an orphan foreign key); then TRUNCATE and one INSERT … SELECT with casts of the rest
    in the same transaction, which under wal_level=minimal skips WAL.
-4. index — primary keys first (a duplicated id keeps the first record in file order; the later
-   ones are rejected), then the other indexes and the foreign keys, from the saved definitions.
+   Each table's primary key is built right after its insert (a duplicated id keeps the first
+   record in file order; the later ones are rejected), so its children's orphan checks read
+   the parent's ids from the key's index rather than from the whole table.
+4. index — the other indexes and the foreign keys, from the saved definitions.
 5. analyze — ANALYZE, and every identity sequence set so the next insert takes max(id) + 1.
 6. projections — the read models' bulk build and the writer's id state in Redis, when present.
 
@@ -53,7 +55,8 @@ import asyncpg
 from tqdm import tqdm
 
 from schema.csv_sources import (
-    SOURCES, BadRecord, Source, check_folder, estimate_records, file_chunks, record_text, split_records,
+    SOURCES, BadRecord, Source, SourceError, check_folder, estimate_records, file_chunks, record_text,
+    split_records,
 )
 from schema.load_sql import (
     REJECTS, SCHEMA, SavedDdl, TablePlan, drop_schema, ensure_schema, ident, plan_table, raw_columns, restored,
@@ -214,10 +217,14 @@ async def run_jobs(workers: list[list[asyncpg.Connection]], jobs: list[Job]) -> 
 # --- progress -------------------------------------------------------------------------------------
 
 class _Progress:
-    """A bar per file being copied (rows, rows/s, ETA) and one line per finished step, on stderr."""
+    """A bar per file being copied (rows, rows/s, ETA) and one line per finished step, on stderr.
+
+    Bars only on a terminal: in a log file their redraws would be noise, the lines suffice.
+    """
 
     def __init__(self, enabled: bool, slots: int):
         self.enabled = enabled
+        self.bars = enabled and sys.stderr.isatty()
         self.free = list(range(slots))
 
     def say(self, text: str) -> None:
@@ -228,7 +235,7 @@ class _Progress:
     def bar(self, label: str, estimate: int):
         slot = self.free.pop(0) if self.free else 0
         bar = tqdm(total=estimate, desc=f"{label:<27}", unit=" rows", unit_scale=True, position=slot,
-                   leave=False, file=sys.stderr, disable=not self.enabled, mininterval=0.5, dynamic_ncols=True)
+                   leave=False, file=sys.stderr, disable=not self.bars, mininterval=0.5, dynamic_ncols=True)
         try:
             yield bar
         finally:
@@ -333,7 +340,10 @@ def _copy_job(item: _File, progress: _Progress) -> Job:
     return Job(f"copy:{item.source.table}", work, weight=item.size, exclusive=frozenset({item.source.table}))
 
 
-def _insert_job(item: _File, progress: _Progress) -> Job:
+def _insert_job(item: _File, keys: list[SavedDdl], files: dict[str, "_File"], progress: _Progress) -> Job:
+    """Check, insert, then build the table's primary key at once: its children's orphan checks
+    then read the parent's ids from the key's index instead of scanning the whole (wide) table."""
+
     async def work(conns: list[asyncpg.Connection]) -> None:
         conn, plan, table = conns[0], item.plan, item.source.table
         started = time.perf_counter()
@@ -345,8 +355,11 @@ def _insert_job(item: _File, progress: _Progress) -> Job:
         item.report.rows_loaded = await _relay(conn, plan.select_sql(skip_rejects=rejected > 0),
                                                conns[-1], table, [c.name for c in plan.columns])
         if rejected:
-            for row in await conn.fetch(f"SELECT reason, count(*) AS n FROM {REJECTS} WHERE tbl = $1 GROUP BY 1", table):
+            counted = await conn.fetch(f"SELECT reason, count(*) AS n FROM {REJECTS} WHERE tbl = $1 GROUP BY 1", table)
+            for row in counted:
                 item.report.rejected[row["reason"]] += row["n"]
+        for key in keys:
+            await _build(conn, key, files, progress)
         progress.say(f"inserted {table:<27}{item.report.rows_loaded:>12,} rows in {time.perf_counter() - started:6.1f}s"
                      f" (checks {checked - started:.1f}s)"
                      f"{f', {rejected:,} rejected' if rejected else ''}")
@@ -415,6 +428,22 @@ async def _dedupe(conn: asyncpg.Connection, item: _File, key: str) -> int:
     return len(later)
 
 
+async def _build(conn: asyncpg.Connection, item: SavedDdl, files: dict[str, _File], progress: _Progress) -> None:
+    """Re-create one saved key, index or foreign key; a key refused for duplicates is deduplicated."""
+    started = time.perf_counter()
+    try:
+        await conn.execute(item.create_sql())
+    except asyncpg.UniqueViolationError:
+        source_file = files.get(item.table)
+        if source_file is None or len(item.columns) != 1:
+            raise
+        dropped = await _dedupe(conn, source_file, item.columns[0])
+        progress.say(f"{item.table}: {dropped:,} rows with a duplicate {item.columns[0]} rejected")
+        await conn.execute(item.create_sql())
+    await restored(conn, item)
+    progress.say(f"built    {item.name:<40} in {time.perf_counter() - started:6.1f}s")
+
+
 def _ddl_jobs(saved: list[SavedDdl], files: dict[str, _File], progress: _Progress) -> list[Job]:
     rows = {t: f.report.rows_loaded for t, f in files.items()}
     keys_of: dict[str, set[str]] = {}
@@ -425,18 +454,7 @@ def _ddl_jobs(saved: list[SavedDdl], files: dict[str, _File], progress: _Progres
     for item in saved:
         def make(item: SavedDdl = item):
             async def work(conns: list[asyncpg.Connection]) -> None:
-                conn, started = conns[0], time.perf_counter()
-                try:
-                    await conn.execute(item.create_sql())
-                except asyncpg.UniqueViolationError:
-                    source_file = files.get(item.table)
-                    if source_file is None or len(item.columns) != 1:
-                        raise
-                    dropped = await _dedupe(conn, source_file, item.columns[0])
-                    progress.say(f"{item.table}: {dropped:,} rows with a duplicate {item.columns[0]} rejected")
-                    await conn.execute(item.create_sql())
-                await restored(conn, item)
-                progress.say(f"built    {item.name:<40} in {time.perf_counter() - started:6.1f}s")
+                await _build(conns[0], item, files, progress)
             return work
 
         weight = rows.get(item.table, 0)
@@ -570,10 +588,12 @@ async def load(database_url: str, data_dir: Path | str, *, replace: bool = False
     conns = [await _connect(database_url) for _ in range(2 * max(1, jobs))]
     workers = [conns[n:n + 2] for n in range(0, len(conns), 2)]
     main = conns[0]
+    restored_all = True
     try:
         with timed("prepare"):
             await _prepare_target(main, replace, shown)
             await ensure_schema(main)
+            restored_all = False
             saved = await save_and_drop(main, list(SOURCE_TABLES))
             parents = [d.foreign_key() for d in saved
                        if d.kind == "f" and d.table in SOURCE_TABLES and d.parent in SOURCE_TABLES]
@@ -584,9 +604,11 @@ async def load(database_url: str, data_dir: Path | str, *, replace: bool = False
         with timed("copy"):
             await run_jobs(workers, [_copy_job(f, shown) for f in files.values()])
         with timed("validate_insert"):
-            await run_jobs(workers, [_insert_job(f, shown) for f in files.values()])
+            keys = {t: [d for d in saved if d.kind in ("p", "u") and d.table == t] for t in files}
+            await run_jobs(workers, [_insert_job(f, keys[t], files, shown) for t, f in files.items()])
         with timed("index"):
-            await run_jobs(workers, _ddl_jobs(saved, files, shown))
+            rest = [d for d in saved if not (d.kind in ("p", "u") and d.table in files)]
+            await run_jobs(workers, _ddl_jobs(rest, files, shown))
         with timed("rejects"):
             found: list[Reject] = []
             for item in files.values():
@@ -599,7 +621,13 @@ async def load(database_url: str, data_dir: Path | str, *, replace: bool = False
         with timed("analyze"):
             await run_jobs(workers, [_analyze_job(t) for t in SOURCE_TABLES])
             await drop_schema(main)
+            restored_all = True
         await _projections(main, database_url, redis_url, report, shown, timed)
+    except Exception as exc:
+        if not restored_all:
+            exc.add_note("The load stopped half way: keys, indexes and foreign keys of the source tables not yet "
+                         f"rebuilt are listed in {SCHEMA}.saved_ddl; `atelier load --replace` rebuilds them.")
+        raise
     finally:
         for conn in conns:
             await conn.close()
@@ -615,7 +643,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rejects", type=Path, default=None, metavar="FILE",
                         help="where rejected records go: JSON lines, or CSV if FILE ends in .csv "
                              "(default ./load-rejects.jsonl)")
-    parser.add_argument("--jobs", type=int, default=2, metavar="N", help="parallel database connections (default 2)")
+    parser.add_argument("--jobs", type=int, default=2, metavar="N",
+                        help="steps run side by side (default 2, one per core); each holds two connections, "
+                             "the second receiving the rows it relays")
     parser.add_argument("--quiet", action="store_true", help="no progress output, only the summary")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report as JSON")
 
@@ -632,16 +662,9 @@ def run(args: argparse.Namespace) -> int:
         report = asyncio.run(load(services.database_url, args.data_dir, replace=args.replace,
                                   rejects_path=args.rejects, progress=not args.quiet, jobs=args.jobs,
                                   redis_url=services.redis_url))
-    except (LoadRefused, OSError) as exc:
+    except (LoadRefused, SourceError, OSError) as exc:
         print(f"atelier load: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:  # noqa: BLE001 - a source error names the problem; nothing to add
-        from schema.csv_sources import SourceError
-
-        if isinstance(exc, SourceError):
-            print(f"atelier load: {exc}", file=sys.stderr)
-            return 1
-        raise
     print(report.summary())
     if args.json:
         args.json.write_text(json.dumps(report.to_dict(), indent=2))

@@ -132,7 +132,8 @@ class ColumnPlan:
         if self.staged_typed:  # COPY parsed it: it can only be missing (or a NaN price)
             found = [(f"{raw} IS NULL", f"{self.name}: missing")] if self.not_null else []
             if self.type.startswith("numeric"):
-                found.append((f"{raw} IS NOT NULL AND v.{ident(self.name)} IS NULL", f"{self.name}: not a valid {self.type}"))
+                found.append((f"{raw} IS NOT NULL AND v.{ident(self.name)} IS NULL",
+                              f"{self.name}: not a valid {self.type}"))
             return found
         present = f"NULLIF({raw}, 'null') IS NOT NULL" if self.null_word else f"{raw} IS NOT NULL"
         found = []
@@ -160,7 +161,8 @@ class TablePlan:
 
     def staged_as_text(self) -> "TablePlan":
         """The same plan with every column staged as text: for a file COPY could not type."""
-        return dataclasses.replace(self, columns=tuple(dataclasses.replace(c, staged_typed=False) for c in self.columns))
+        as_text = tuple(dataclasses.replace(c, staged_typed=False) for c in self.columns)
+        return dataclasses.replace(self, columns=as_text)
 
     def create_staging_sql(self) -> str:
         cols = ", ".join(f"{c.raw} {c.staged_type}" for c in self.columns)
@@ -172,7 +174,8 @@ class TablePlan:
         typed = ", ".join(f"{c.checked()} AS {ident(c.name)}" for c in self.columns)
         raws = ", ".join(f"s.{c.raw}" for c in self.columns)
         whens = [f"WHEN {cond} THEN {literal(reason)}" for c in self.columns for cond, reason in c.problems()]
-        whens += [f"WHEN NOT v.k{n} THEN {literal('check ' + name + ' failed')}" for n, (name, _) in enumerate(self.checks)]
+        whens += [f"WHEN NOT v.k{n} THEN {literal('check ' + name + ' failed')}"
+                  for n, (name, _) in enumerate(self.checks)]
         checks = "".join(f", ({expr}) AS k{n}" for n, (_, expr) in enumerate(self.checks))
         joins = []
         for n, fk in enumerate(self.parents):
@@ -317,7 +320,8 @@ async def ensure_schema(conn: asyncpg.Connection) -> None:
         f"CREATE TABLE IF NOT EXISTS {SAVED_DDL} (kind text NOT NULL, tbl text NOT NULL, name text NOT NULL, "
         f" def text NOT NULL, cols text[] NOT NULL, parent text, pcols text[] NOT NULL, UNIQUE (kind, tbl, name)); "
         f"DROP TABLE IF EXISTS {REJECTS}; "
-        f"CREATE UNLOGGED TABLE {REJECTS} (tbl text NOT NULL, rec bigint NOT NULL, tid tid NOT NULL, reason text NOT NULL)"
+        f"CREATE UNLOGGED TABLE {REJECTS} "
+        f"(tbl text NOT NULL, rec bigint NOT NULL, tid tid NOT NULL, reason text NOT NULL)"
     )
 
 

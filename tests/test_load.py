@@ -97,7 +97,8 @@ async def test_current_edition_quirks_survive(settings, empty, tmp_path):
         "reviews.csv": BASE["reviews.csv"] + [
             # Commas, doubled quotes and line breaks in text; a summary over 60 characters and a
             # body under 50 (the API's limits apply to new posts only).
-            '4,3,2,1596080481467,"' + "A summary that goes on and on, well past the sixty characters a new post may have"
+            '4,3,2,1596080481467,"'
+            + "A summary that goes on and on, well past the sixty characters a new post may have"
             + '","Short, ""quoted""\nand on two lines",false,false,"x","x@example.com",null,0',
         ],
         # thumbnail_url of record 2 has no closing quote: rows 3 and 4 must not be swallowed.
@@ -115,7 +116,7 @@ async def test_current_edition_quirks_survive(settings, empty, tmp_path):
     }
     assert report.rows_loaded == 42 and report.rows_rejected == 1
     photos = {r["id"]: r["thumbnail_url"] for r in await db.fetch("SELECT id, thumbnail_url FROM photos")}
-    assert photos == {1: "https://img/1t.jpg", 2: "https://img/2t.jpg", 3: "https://img/3t.jpg", 4: "https://img/4t.jpg"}
+    assert photos == {n: f"https://img/{n}t.jpg" for n in (1, 2, 3, 4)}
     assert await db.fetchval("SELECT sale_price FROM styles WHERE id = 1") is None
     assert await db.fetchval("SELECT sale_price FROM styles WHERE id = 2") == 100
     assert await db.fetchval("SELECT default_style FROM styles WHERE id = 1") is True
@@ -261,7 +262,8 @@ async def test_older_edition_loads(settings, empty, tmp_path):
             '3,2,3,"2020-12-30","Dark","Body three",1,0,"c","c@x.com","Thanks",5',
             '4,2,2,"2020-12-31","Meh","Body four",0,1,"d","d@x.com",null,0',
         ],
-        "questions.csv": ['1,1,"Fabric?","2020-07-27","y","y@x.com",0,1', '2,2,"Weird?","2021-02-21","j","j@x.com",1,4'],
+        "questions.csv": ['1,1,"Fabric?","2020-07-27","y","y@x.com",0,1',
+                          '2,2,"Weird?","2021-02-21","j","j@x.com",1,4'],
         "answers.csv": ['1,1,"Suede","2020-09-13","s","s@x.com",0,1', '2,1,"Soft","2020-09-13","Seller",null,0,5',
                         '3,2,"Magic","2021-02-27","Seller","s@x.com",0,7'],
     }, headers=spaced, final_newline=True)
