@@ -311,7 +311,9 @@ def markdown(results: dict) -> str:
         f"Run {results['started_at']} · {env['products']:,} products · {env['readers']} reader processes "
         f"(SO_REUSEPORT) · wrk {env['threads']} thread(s), {env['connections']} connections, "
         f"{env['duration_s']} s per scenario after {env['warmup_s']} s warm-up · {env['cpus']} cores shared by "
-        "generator, readers, Redis and PostgreSQL.",
+        "generator, readers, Redis and PostgreSQL (and whatever else runs: load average "
+        f"{env['load_average_before']} before, {env['load_average_after']} after; the nginx baseline shows how "
+        "much of the box was left — the ratios are the comparable figures).",
         "",
         ("Redis pre-filled with {models:,} models of {products:,} products in {seconds} s ({redis_used_memory}). "
          .format(**env["redis_warmed"])
@@ -367,6 +369,7 @@ async def main_async(args: argparse.Namespace) -> dict:
                 "threads": args.threads, "duration_s": args.duration, "warmup_s": args.warmup,
                 "cpus": os.cpu_count(), "generator": "wrk", "local_cache_entries": settings.local_cache_entries,
                 "reader_access_log": args.access_log, "redis_warmed": warmed,
+                "load_average_before": [round(x, 2) for x in os.getloadavg()],
             },
             "targets": TARGETS,
             "scenarios": {},
@@ -387,6 +390,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             got["ratio_to_nginx"] = round(got["requests_per_s"] / results["nginx_static"]["requests_per_s"], 3)
             results["scenarios"][name] = got
         results["verdicts"] = verdicts(results)
+        results["environment"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         return results
     finally:
         front.stop()
