@@ -177,9 +177,10 @@ _VOTE_SQL = {
 }
 
 
-def _touch(affected: Affected, target: str, product: int, question: int | None) -> None:
+def _touch(affected: Affected, target: str, product: int, question: int | None, meta: bool = True) -> None:
+    """Record the read models a vote reaches; a helpful vote on a review leaves the meta as it is."""
     if target == "review":
-        affected.review_products.add(product)
+        (affected.review_products if meta else affected.review_lists).add(product)
     else:
         affected.question_products.add(product)
         if question is not None:
@@ -190,20 +191,21 @@ async def _votes(conn, writes: list[tuple[str, Vote]], result: BatchResult) -> N
     for target, (helpful_sql, report_sql) in _VOTE_SQL.items():
         helpful = collections.Counter(v.target_id for _, v in writes if v.target == target and v.action == "helpful")
         reports = sorted({v.target_id for _, v in writes if v.target == target and v.action == "report"})
-        found: dict[int, tuple[int, int | None]] = {}
+        found: dict[tuple[int, str], tuple[int, int | None]] = {}
         if helpful:
             ids = sorted(helpful)
             rows = await conn.fetch(helpful_sql, ids, [helpful[i] for i in ids])
-            found.update((r["id"], (r["product"], r["question"])) for r in rows)
+            found.update(((r["id"], "helpful"), (r["product"], r["question"])) for r in rows)
         if reports:
             rows = await conn.fetch(report_sql, reports)
-            found.update((r["id"], (r["product"], r["question"])) for r in rows)
+            found.update(((r["id"], "report"), (r["product"], r["question"])) for r in rows)
         for write_id, vote in writes:
             if vote.target != target:
                 continue
-            if vote.target_id in found:
+            where = found.get((vote.target_id, vote.action))
+            if where:
                 result.outcomes[write_id] = applied()
-                _touch(result.affected, target, *found[vote.target_id])
+                _touch(result.affected, target, *where, meta=vote.action == "report")
             else:
                 result.outcomes[write_id] = rejected(f"{target} not found")
 

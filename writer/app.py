@@ -14,11 +14,13 @@ import secrets
 import time
 import uuid
 
+import hiredis
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from infra.lean_redis import LeanRedis
 from infra.observability import setup_observability
 from infra.settings import Settings
 from worker import protocol
@@ -62,7 +64,7 @@ async def errors(request: web.Request, handler):
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return json_error(exc.status, exc.reason.lower(), headers=headers)
-    except (RedisError, OSError):
+    except (RedisError, OSError, hiredis.ReplyError):
         return json_error(503, "write queue unavailable, retry shortly", headers={"Retry-After": "1"})
 
 
@@ -169,7 +171,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     try:
         await request.app[REDIS].ping()
-    except (RedisError, OSError):
+    except (RedisError, OSError, hiredis.ReplyError):
         return json_error(503, "redis unreachable", headers={"Retry-After": "1"})
     return web.Response(body=b'{"status":"ready"}', content_type=JSON, charset="utf-8")
 
@@ -189,8 +191,9 @@ def _routes() -> list[web.RouteDef]:
     return routes
 
 
-def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
-    """A client that fails fast: a dead Redis must turn into a 503, never a hung request."""
+def redis_client(url: str, max_connections: int = 16) -> aioredis.Redis:
+    """For the rare commands (receipts, readiness, the settled-writes subscription); it fails
+    fast too: a dead Redis must turn into a 503, never a hung request."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=1, socket_timeout=2, socket_connect_timeout=1
     )
@@ -205,12 +208,14 @@ def create_app(settings: Settings) -> web.Application:
 
     async def clients(app: web.Application):
         redis = redis_client(settings.redis_url)
+        lean = LeanRedis(settings.redis_url, timeout=2.0)
         app[REDIS] = redis
-        app[QUEUE] = Queue(redis)
+        app[QUEUE] = Queue(lean)
         app[WAITERS] = SettledWaiters(redis)
         app[WAITERS].start()
         yield
         await app[WAITERS].stop()
+        await lean.close()
         await redis.aclose(close_connection_pool=True)
 
     app.cleanup_ctx.append(clients)

@@ -7,8 +7,8 @@ job (no TTL: an acknowledged write must survive a PostgreSQL outage of any lengt
 be evicted), adds it to arq's queue, creates the receipt and records the idempotency key.
 If Redis is unreachable nothing is written and the caller answers 503.
 
-Requests arriving in the same event-loop tick share one pipelined round trip (each script still
-runs on its own, atomically): redis.asyncio's per-command overhead is the writer's largest cost.
+The script goes through the lean pipelined client (`infra/lean_redis.py`): requests of one
+event-loop tick share one write to Redis, and each script still runs on its own, atomically.
 
 Idempotency records carry no TTL either (an evicted record would let a retry create a second
 review); instead each one is indexed by its expiry time and every call of the script deletes a
@@ -17,12 +17,8 @@ few that are past it, so they go away 24 hours after they were written without a
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
-
-import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from projections import idstate
 from worker import protocol
@@ -122,37 +118,21 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 class Queue:
-    def __init__(self, redis: aioredis.Redis):
+    """Runs the enqueue script through a client with `execute_command` (the lean pipelined one)."""
+
+    def __init__(self, redis):
         self._redis = redis
         self._sha = hashlib.sha1(_ENQUEUE.encode()).hexdigest()
-        self._pending: list[tuple[list, list, asyncio.Future]] = []
 
     async def _run_script(self, keys: list, args: list):
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((keys, args, future))
-        if len(self._pending) == 1:
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
-        return await future
-
-    async def _flush(self) -> None:
-        pending, self._pending = self._pending, []
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for keys, args, _ in pending:
-                    pipe.evalsha(self._sha, len(keys), *keys, *args)
-                replies = await pipe.execute(raise_on_error=False)
-            for (keys, args, future), reply in zip(pending, replies):
-                if isinstance(reply, NoScriptError):  # Redis restarted or its scripts were flushed
-                    await self._redis.script_load(_ENQUEUE)
-                    reply = await self._redis.evalsha(self._sha, len(keys), *keys, *args)
-                if isinstance(reply, Exception):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
-        except Exception as exc:  # every waiting request answers 503 (each script ran at most once)
-            for _, _, future in pending:
-                if not future.done():
-                    future.set_exception(exc)
+            return await self._redis.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        except Exception as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        # Redis restarted (or its scripts were flushed): load the script once more and run it.
+        await self._redis.execute_command("SCRIPT", "LOAD", _ENQUEUE)
+        return await self._redis.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
 
     async def submit(self, request: Request) -> Outcome:
         idem_key = IDEMPOTENCY_PREFIX + (
