@@ -84,6 +84,10 @@ def identifier(raw: str | None, name: str) -> int:
     return value
 
 
+def paging(query) -> tuple[int, int]:
+    return number(query.get("page"), "page", 1), number(query.get("count"), "count", DEFAULT_COUNT)
+
+
 def respond(request: web.Request, rendered: Rendered) -> web.Response:
     headers = request.headers
     match = headers.get("If-None-Match")
@@ -135,8 +139,7 @@ async def meta(request: web.Request) -> web.Response:
 async def reviews(request: web.Request) -> web.Response:
     query = request.query
     product_id = identifier(query.get("product_id"), "product_id")
-    page = number(query.get("page"), "page", 1)
-    count = number(query.get("count"), "count", DEFAULT_COUNT)
+    page, count = paging(query)
     sort = query.get("sort") or "relevant"
     if sort not in render.REVIEW_SORTS:
         raise Problem(422, "sort must be one of newest, helpful, relevant", "sort")
@@ -147,24 +150,22 @@ async def reviews(request: web.Request) -> web.Response:
 async def questions(request: web.Request) -> web.Response:
     query = request.query
     product_id = identifier(query.get("product_id"), "product_id")
-    page = number(query.get("page"), "page", 1)
-    count = number(query.get("count"), "count", DEFAULT_COUNT)
+    page, count = paging(query)
     return await _model(request, Kind.QUESTIONS, product_id, f"{page}.{count}", render.questions, page, count)
 
 
 @guarded
 async def answers(request: web.Request) -> web.Response:
     question_id = identifier(request.match_info["question_id"], "question_id")
-    page = number(request.query.get("page"), "page", 1)
-    count = number(request.query.get("count"), "count", DEFAULT_COUNT)
+    page, count = paging(request.query)
     return await _model(request, Kind.ANSWERS, question_id, f"{page}.{count}", render.answers, page, count)
 
 
 @guarded
 async def products(request: web.Request) -> web.Response:
     """A catalogue page. Products are read-only, so each page served is kept (bounded) as is."""
-    page = number(request.query.get("page"), "page", 1)
-    count = min(number(request.query.get("count"), "count", DEFAULT_COUNT), MAX_PRODUCTS_COUNT)
+    page, count = paging(request.query)
+    count = min(count, MAX_PRODUCTS_COUNT)
     source = request.app[SOURCE]
     rendered = source.local.pages.get((page, count))
     if rendered is None:
