@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,7 @@ class Stack:
         self.readers: list[Child] = []
         self.workers: list[Child] = []
         self.writer: Child | None = None
+        self.running: list[Child] = []  # every child started and not yet retired, whatever its role
         self.nginx: Nginx | None = None
         self.control: asyncio.AbstractServer | None = None
         self.stopping = False
@@ -134,7 +136,9 @@ class Stack:
             await asyncio.to_thread(self.nginx.stop)
             if self.micro_cache_dir is not None:
                 await asyncio.to_thread(shutil.rmtree, self.micro_cache_dir, True)
-        await asyncio.gather(*(self._retire(c) for c in [*self.readers, *self.workers]))
+        # Readers and workers first (also any still starting), the writer last: it may be answering receipts.
+        others = [c for c in self.running if c is not self.writer]
+        await asyncio.gather(*(self._retire(c) for c in others))
         if self.writer is not None:
             await self._retire(self.writer)
         if self.services is not None:
@@ -155,9 +159,12 @@ class Stack:
             has_products = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM products)")
         finally:
             await conn.close()
-        if has_products:
-            return
         demo_dir = self.settings.data_dir / "demo"
+        # Written before the demo load starts, removed when it finished: products next to this marker
+        # are the remains of an interrupted demo load, not data someone loaded on purpose.
+        loading = self.settings.data_dir / "demo-load-incomplete"
+        if has_products and not loading.exists():
+            return
         marker = demo_dir / ".complete"
         if not marker.exists() or marker.read_text() != self.demo_scale:
             from schema.generate import generate
@@ -166,13 +173,21 @@ class Stack:
             demo_dir.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(generate, demo_dir, self.demo_scale, DEMO_SEED)
             marker.write_text(self.demo_scale)
-        print(f"loading {demo_dir} …", flush=True)
+        print(f"loading {demo_dir}{' again (the last demo load was interrupted)' if has_products else ''} …", flush=True)
+        loading.touch()
         loader = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "infra.cli", "load", str(demo_dir),
+            sys.executable, "-m", "infra.cli", "load", str(demo_dir), *(["--replace"] if has_products else []),
             "--rejects", str(self.settings.data_dir / "demo-rejects.jsonl"), env=self._child_env()
         )
-        if await loader.wait() != 0:
-            raise RuntimeError(f"atelier load {demo_dir} failed with exit code {loader.returncode}")
+        try:
+            code = await loader.wait()
+        except asyncio.CancelledError:
+            loader.terminate()  # Ctrl-C during the first load; the next start loads again.
+            await loader.wait()
+            raise
+        if code != 0:
+            raise RuntimeError(f"atelier load {demo_dir} failed with exit code {code}")
+        loading.unlink()
 
     # ---------------------------------------------------------------- children
 
@@ -222,6 +237,7 @@ class Stack:
         finally:
             log.close()
         if child.supervisor is None:
+            self.running.append(child)
             child.supervisor = asyncio.create_task(self._supervise(child), name=f"supervise {child.name}")
 
     async def _supervise(self, child: Child) -> None:
@@ -279,6 +295,8 @@ class Stack:
                 await process.wait()
         if child.supervisor is not None:
             await child.supervisor
+        if child in self.running:
+            self.running.remove(child)
 
     # ---------------------------------------------------------------- scaling
 
@@ -420,7 +438,18 @@ async def serve(stack: Stack) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await stack.start()
+        # Ctrl-C must work during start-up too (the first demo load takes a while).
+        starting = asyncio.create_task(stack.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            print("stopping before start-up finished …", flush=True)
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            return
+        stopping.cancel()
+        starting.result()
         base = f"http://{stack.settings.host}:{stack.settings.port}"
         print(f"Atelier is up: {len(stack.readers)} readers, 1 writer, {len(stack.workers)} workers behind nginx at {base}")
         for path in EXAMPLE_PATHS:
@@ -440,7 +469,10 @@ def run(args: argparse.Namespace) -> int:
         import uvloop
 
         uvloop.run(serve(stack))
-    except RuntimeError as exc:
+    except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"atelier up: {exc}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as exc:  # An embedded server refused to start.
+        print(f"atelier up: {' '.join(map(str, exc.cmd[:1]))} failed: {(exc.stderr or '').strip()}", file=sys.stderr)
         return 1
     return 0
