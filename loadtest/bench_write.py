@@ -10,8 +10,9 @@ saved to `loadtest/results/write.json` and `write.md`:
    filled; the rate counts from the workers' start to their exit (start-up included).
 3. staleness: ack → first GET (through a reader process) that shows the write, p50/p99, while
    `--stale-rate` writes/s go to the writer, a worker applies them, and k6 sends `--read-rate`
-   product-page GETs/s to the reader. Every fourth new review is tracked: its GET
-   (`/reviews?product_id=…&sort=newest&count=1`) is polled every 5 ms from its ack on.
+   product-page GETs/s to the reader. Every tenth write is a new review that is tracked: its GET
+   (`/reviews?product_id=…&sort=newest&count=1`) is polled every 10 ms from its ack on (so the
+   figures resolve to ~10 ms, and the polling adds ~50 × staleness/10 ms GETs/s of its own).
 
 Servers: embedded PostgreSQL (service profile) and Redis under `--work`, on free ports; the data
 set is loaded once (`atelier load`) and reused by later runs; servers this run started are stopped
@@ -174,6 +175,8 @@ def k6_figures(summary: dict) -> dict:
         "p99_ms": round(duration["p(99)"], 2),
         "max_ms": round(duration["max"], 2),
         "failed_checks": int(checks.get("fails", 0)),
+        # Iterations an open loop could not start in time (the generator or the server fell behind).
+        "dropped": int(metrics.get("dropped_iterations", {}).get("count", 0)),
     }
 
 
@@ -234,13 +237,14 @@ async def measure_staleness(settings: Settings, targets: dict, targets_file: Pat
             k6, "k6_write_reads.js", work / "k6-reads.json", BASE=reader.base, TARGETS=str(targets_file),
             RATE=str(read_rate), DURATION=f"{seconds + 2}s"))
         log(f"staleness: {rate} writes/s for {seconds}s beside {read_rate} GETs/s")
-        lags, acks, errors = await _write_and_watch(writer.base, reader.base, targets, seconds, rate)
+        lags, counts = await _write_and_watch(writer.base, reader.base, targets, seconds, rate)
         read_figures = k6_figures(await reads)
     finally:
         for app in (worker, writer, reader):
             app.stop()
     figures = {
-        "write_rate": rate, "writes_acknowledged": acks, "write_errors": errors, "tracked": len(lags),
+        "write_rate": rate, "writes_acknowledged": counts["acks"], "write_errors": counts["errors"],
+        "never_visible": counts["never_visible"], "error_statuses": counts["error_statuses"], "tracked": len(lags),
         "p50_ms": round(percentile(lags, 50), 1), "p99_ms": round(percentile(lags, 99), 1),
         "max_ms": round(max(lags), 1), "mean_ms": round(statistics.fmean(lags), 1), "reads": read_figures,
     }
@@ -249,9 +253,13 @@ async def measure_staleness(settings: Settings, targets: dict, targets_file: Pat
 
 
 async def _write_and_watch(writer: str, reader: str, targets: dict, seconds: int, rate: int):
-    """Open-loop writes at `rate`/s; every fourth one is a new review whose visibility is timed."""
+    """Open-loop writes at `rate`/s; every tenth one is a new review whose visibility is timed."""
     lags: list[float] = []
-    counts = {"acks": 0, "errors": 0}
+    counts = {"acks": 0, "errors": 0, "never_visible": 0, "error_statuses": {}}
+
+    def failed(status: int) -> None:
+        counts["errors"] += 1
+        counts["error_statuses"][status] = counts["error_statuses"].get(status, 0) + 1
     rng = random.Random(1)
     tasks = []
     connector = aiohttp.TCPConnector(limit=200)
@@ -261,7 +269,10 @@ async def _write_and_watch(writer: str, reader: str, targets: dict, seconds: int
             kind, ids = rng.choice([("reviews", targets["reviews"]), ("qa/questions", targets["questions"]),
                                     ("qa/answers", targets["answers"])])
             async with session.put(f"{writer}/{kind}/{rng.choice(ids)}/helpful") as response:
-                counts["acks" if response.status == 204 else "errors"] += 1
+                if response.status == 204:
+                    counts["acks"] += 1
+                else:
+                    failed(response.status)
 
         async def tracked_review(n: int) -> None:
             product = rng.choice(targets["products"])
@@ -271,7 +282,7 @@ async def _write_and_watch(writer: str, reader: str, targets: dict, seconds: int
                     "characteristics": {str(c): 3 for c in product["characteristics"]}}
             async with session.post(f"{writer}/reviews", json=body) as response:
                 if response.status != 201:
-                    counts["errors"] += 1
+                    failed(response.status)
                     return
             acked = time.perf_counter()
             counts["acks"] += 1
@@ -281,17 +292,17 @@ async def _write_and_watch(writer: str, reader: str, targets: dict, seconds: int
                     if summary.encode() in await response.read():
                         lags.append((time.perf_counter() - acked) * 1000)
                         return
-                await asyncio.sleep(0.005)
-            counts["errors"] += 1
+                await asyncio.sleep(0.01)
+            counts["never_visible"] += 1
 
         start = time.perf_counter()
         for n in range(seconds * rate):
             delay = start + n / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(tracked_review(n) if n % 4 == 0 else vote()))
+            tasks.append(asyncio.create_task(tracked_review(n) if n % 10 == 0 else vote()))
         await asyncio.gather(*tasks)
-    return lags, counts["acks"], counts["errors"]
+    return lags, counts
 
 
 # ---------------------------------------------------------------- report
@@ -300,7 +311,10 @@ async def _write_and_watch(writer: str, reader: str, targets: dict, seconds: int
 def verdicts(results: dict) -> dict:
     acks, applied, stale = results["acks"]["at_rate"], results["apply"], results["staleness"]
     return {
-        "ack_per_s": acks["per_s"] >= TARGETS["ack_per_s"] * 0.98 and acks["failed_checks"] == 0,
+        # An open loop reaches ~99% of its nominal rate over the run (ramp-up); what counts is that
+        # every offered request was sent and acknowledged.
+        "ack_per_s": acks["per_s"] >= TARGETS["ack_per_s"] * 0.98 and acks["failed_checks"] == 0
+        and acks["dropped"] == 0,
         "ack_p99_ms": acks["p99_ms"] <= TARGETS["ack_p99_ms"],
         "applied_per_s": applied["per_s"] >= TARGETS["applied_per_s"],
         "staleness_p99_ms": stale["p99_ms"] <= TARGETS["staleness_p99_ms"],
@@ -319,7 +333,7 @@ the run started: {results['load_average_at_start']} (other work on the box share
 
 | measure | figure | target | |
 |---|---|---|---|
-| acknowledged writes/s, open loop at {acks['at_rate']['rate']}/s | {acks['at_rate']['per_s']} | ≥ {TARGETS['ack_per_s']} | {mark[ok['ack_per_s']]} |
+| acknowledged writes/s, open loop offering {acks['at_rate']['rate']}/s | {acks['at_rate']['per_s']} ({acks['at_rate']['failed_checks']} failed, {acks['at_rate']['dropped']} not sent) | ≥ {TARGETS['ack_per_s']}, all acknowledged | {mark[ok['ack_per_s']]} |
 | ack p99 at that rate | {acks['at_rate']['p99_ms']} ms | ≤ {TARGETS['ack_p99_ms']} ms | {mark[ok['ack_p99_ms']]} |
 | applied mutations/s ({applied['workers']} worker(s) draining {applied['writes']} queued writes) | {applied['per_s']} | ≥ {TARGETS['applied_per_s']} | {mark[ok['applied_per_s']]} |
 | staleness p99 at {stale['write_rate']} writes/s + {stale['reads']['per_s']} GETs/s | {stale['p99_ms']} ms | ≤ {TARGETS['staleness_p99_ms']} ms | {mark[ok['staleness_p99_ms']]} |
@@ -342,13 +356,13 @@ processes used {applied['worker_cpu_us_per_write']} µs of CPU per applied write
 
 ## Staleness (ack → first GET showing the write)
 
-{stale['write_rate']} writes/s for the run (votes, and every fourth write a new review that is tracked), one
+{stale['write_rate']} writes/s for the run (votes, and every tenth write a new review that is tracked), one
 worker, one reader, and k6 sending product-page GETs beside it ({stale['reads']['per_s']}/s achieved,
 p99 {stale['reads']['p99_ms']} ms, {stale['reads']['failed_checks']} failed).
 
-| tracked writes | p50 ms | p99 ms | max ms | mean ms | write errors |
-|---|---|---|---|---|---|
-| {stale['tracked']} | {stale['p50_ms']} | {stale['p99_ms']} | {stale['max_ms']} | {stale['mean_ms']} | {stale['write_errors']} |
+| tracked writes | p50 ms | p99 ms | max ms | mean ms | write errors | not visible within 30 s |
+|---|---|---|---|---|---|---|
+| {stale['tracked']} | {stale['p50_ms']} | {stale['p99_ms']} | {stale['max_ms']} | {stale['mean_ms']} | {stale['write_errors']} | {stale['never_visible']} |
 
 After the run, `check-drift --sample {results['drift']['sample']}` found {results['drift']['mismatches']} mismatches
 in {results['drift']['checked']} stored models.
