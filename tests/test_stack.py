@@ -302,6 +302,12 @@ async def test_every_documented_write_is_served_and_accepts_documented_bodies(st
             assert response.headers["Location"].startswith("/writes/")
 
 
+async def test_unknown_paths_answer_json_404(stack, session):
+    body, headers = await get_json(session, f"{stack.url}/no/such/thing", status=404)
+    assert set(body) == {"error", "field"}
+    assert headers["Content-Type"] == "application/json; charset=utf-8"
+
+
 async def test_docs_page_and_document_are_served(stack, session):
     document, _ = await get_json(session, f"{stack.url}/openapi.json")
     assert document == DOCUMENT
