@@ -164,3 +164,20 @@ async def test_prefer_wait_answers_once_the_write_is_visible(writer, db, setting
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await worker.close()
+
+
+async def test_a_write_postgres_refuses_is_rejected_alone(writer, db, settings):
+    """A write that passes validation but breaks a constraint must not take its batch down with it."""
+    await db.execute("ALTER TABLE questions ADD CONSTRAINT test_no_poison CHECK (body <> 'poison')")
+    try:
+        good = [await writer.post("/qa/questions", json=QUESTION) for _ in range(3)]
+        bad = await writer.post("/qa/questions", json={**QUESTION, "body": "poison"})
+        vote = await writer.put("/reviews/1/helpful")
+        await drain(settings)
+    finally:
+        await db.execute("ALTER TABLE questions DROP CONSTRAINT test_no_poison")
+    assert [(await receipt(writer, r))["status"] for r in (*good, vote)] == ["applied"] * 4
+    refused = await receipt(writer, bad)
+    assert refused["status"] == "rejected" and "CheckViolation" in refused["error"]
+    assert await db.fetchval("SELECT count(*) FROM questions WHERE body = 'poison'") == 0
+    assert await db.fetchval("SELECT count(*) FROM questions WHERE asker_name = 'kim'") == 3

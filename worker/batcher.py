@@ -12,8 +12,10 @@ and finally resolve the jobs, which lets arq ack them.
 Failure handling, per batch:
 - PostgreSQL unreachable, restarting, deadlocked, or the same write applied concurrently by
   another run: every job of the batch fails with `Transient` and arq retries it later;
-- a statement error caused by one bad write (it should not happen; validation is strict): the
-  batch is split and each write is applied on its own, so only the culprit is rejected;
+- a data or constraint error caused by one bad write (it should not happen; validation is
+  strict): the batch is split and each write is applied on its own, so only the culprit is
+  rejected. Any other error (a bug, a read-model query failing) is retried like an outage:
+  an acknowledged write is never thrown away for a fault that is not its own;
 - Redis failing after COMMIT: the jobs fail with `Transient`; their re-run finds them applied and
   repeats only the publishing, which is idempotent.
 """
@@ -70,6 +72,13 @@ return n
 
 class Transient(Exception):
     """The batch could not be applied now; the job must be retried later."""
+
+
+def is_write_fault(exc: BaseException) -> bool:
+    """An error a write's own data caused (a value or a constraint PostgreSQL refuses)."""
+    if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "applied_writes_pkey":
+        return False
+    return isinstance(exc, (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -159,7 +168,7 @@ class Batcher:
         try:
             result, rows = await self._commit(writes)
         except asyncpg.PostgresError as exc:
-            if is_transient(exc):
+            if not is_write_fault(exc):
                 raise
             if len(writes) == 1:
                 result = await self._reject(writes[0][0], exc)
