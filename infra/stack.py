@@ -33,12 +33,13 @@ from infra.settings import Settings
 
 DEMO_SCALE = "small"
 DEMO_SEED = 1
+SHOWCASE_PRODUCT = 40344  # the product the storefront opens on
 EXAMPLE_PATHS = (
-    "/products/40344",
-    "/products/40344/styles",
-    "/reviews?product_id=40344",
-    "/reviews/meta?product_id=40344",
-    "/qa/questions?product_id=40344",
+    "/products/{id}",
+    "/products/{id}/styles",
+    "/reviews?product_id={id}",
+    "/reviews/meta?product_id={id}",
+    "/qa/questions?product_id={id}",
     "/docs",
     "/metrics",
 )
@@ -188,6 +189,17 @@ class Stack:
         if code != 0:
             raise RuntimeError(f"atelier load {demo_dir} failed with exit code {code}")
         loading.unlink()
+
+    async def example_product(self) -> int:
+        """The storefront's product when the data has it (the small and full sets), else the first one."""
+        conn = await asyncpg.connect(self.child_settings.database_url)
+        try:
+            found = await conn.fetchval(
+                "SELECT coalesce((SELECT id FROM products WHERE id = $1), (SELECT min(id) FROM products))",
+                SHOWCASE_PRODUCT)
+        finally:
+            await conn.close()
+        return found or SHOWCASE_PRODUCT
 
     # ---------------------------------------------------------------- children
 
@@ -452,8 +464,9 @@ async def serve(stack: Stack) -> None:
         starting.result()
         base = f"http://{stack.settings.host}:{stack.settings.port}"
         print(f"Atelier is up: {len(stack.readers)} readers, 1 writer, {len(stack.workers)} workers behind nginx at {base}")
+        example = await stack.example_product()
         for path in EXAMPLE_PATHS:
-            print(f"  {base}{path}")
+            print(f"  {base}{path.format(id=example)}")
         print(f"logs in {stack.run_dir / 'logs'}; `atelier scale readers=N workers=M` to resize; Ctrl-C to stop", flush=True)
         await stop.wait()
         print("stopping …", flush=True)

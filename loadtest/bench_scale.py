@@ -32,12 +32,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from infra.embedded import free_port
 from infra.services import ensure_services
 from infra.settings import Settings
+from infra.stack import SHOWCASE_PRODUCT
 from infra.stack_process import RunningStack, start_stack
 from loadtest.bench_read import wrk
 
 RESULTS = Path(__file__).parent / "results"
 READER_COUNTS = (1, 2, 3)
-SHOWCASE_PRODUCT = 40344  # the product the storefront opens on (product 1 in the tiny data set)
 
 
 def log(message: str) -> None:

@@ -123,6 +123,15 @@ async def test_gets_go_to_readers_and_writes_to_the_writer(stack, session):
     await until(applied)  # The worker behind the stack applied it.
 
 
+async def test_every_example_url_up_prints_answers(stack, session):
+    printed = [line.strip() for line in stack.output if line.strip().startswith(stack.url)]
+    assert f"{stack.url}/products/{PRODUCT}" in printed  # tiny has no 40344: the first product stands in
+    assert len(printed) >= 7
+    for url in printed:
+        async with session.get(url) as response:
+            assert response.status == 200, url
+
+
 async def test_client_and_upstream_connections_are_kept_alive(stack):
     opened = 0
 
