@@ -1,27 +1,31 @@
 """`atelier load DIR`: bulk-load the 14 CSV files of the data set, then build the read models.
 
-The data set is ~62M rows and the box has two cores, so the work is set-based SQL on two
-connections, in phases (each timed in the report):
+The data set is ~62M rows and the box has two cores, so the work is set-based SQL in two
+parallel steps at a time, in phases (each timed in the report):
 
 1. prepare — a database that already holds source rows is refused unless `--replace`, which
    empties the source tables, the read models and the tables pointing at source rows (carts).
-   Every key, index and foreign key of the source tables is saved and dropped (schema/load_sql.py).
-2. copy — each file goes as it is into an UNLOGGED staging table plus a record number, through
-   PostgreSQL's own CSV parser (COPY … FREEZE: no hint bits to set later). Numbers and booleans
-   are staged typed, parsed once by COPY; a file with an unparseable value is staged again as
-   text, where SQL finds and reports it.
-   photos.csv is repaired line by line on the way; a file COPY refuses for its structure is
-   split by Python into good and bad records (schema/csv_sources.py explains both).
+   Every key, index and foreign key of the source tables is saved and dropped, and the CHECKs
+   of the tables loaded directly (schema/load_sql.py).
+2. copy — each file goes as it is through PostgreSQL's own CSV parser (COPY … FREEZE: frozen
+   rows, no hint bits to set later, no WAL under wal_level=minimal). A file whose every field
+   COPY can parse into its column (one record per line, no dates, no `null` words: 38 of the
+   62M rows) goes straight into its table. The others go into an UNLOGGED staging table plus a
+   record number, numbers and booleans typed by COPY. A file with an unparseable value is staged
+   again as text, where SQL finds and reports it; a file COPY refuses for its structure is split
+   by Python into good and bad records; photos.csv is repaired line by line on the way
+   (schema/csv_sources.py explains both).
 3. validate/insert — per table, parents before children: one pass records every row that may
    not go in with its first reason (missing value, unparseable number or date, a CHECK of the
-   schema, an orphan foreign key); then TRUNCATE and one INSERT … SELECT with casts of the rest
-   in the same transaction, which under wal_level=minimal skips WAL.
-   Each table's primary key is built right after its insert (a duplicated id keeps the first
-   record in file order; the later ones are rejected), so its children's orphan checks read
-   the parent's ids from the key's index rather than from the whole table.
-4. index — the other indexes and the foreign keys, from the saved definitions.
-5. analyze — ANALYZE, and every identity sequence set so the next insert takes max(id) + 1.
-6. projections — the read models' bulk build and the writer's id state in Redis, when present.
+   schema, an orphan foreign key). Staged files: the rest is relayed into the emptied table as
+   binary COPY … FREEZE (see `_relay`). Direct files: the rejected rows are deleted.
+   Each table's primary key is built right away (a duplicated id keeps the first record in file
+   order; the later ones are rejected), so its children's orphan checks read the parent's ids
+   from the key's index rather than from the whole table.
+4. index — the CHECKs, other indexes and foreign keys, from the saved definitions.
+5. rejects — the rejects file is written.
+6. analyze — ANALYZE, and every identity sequence set so the next insert takes max(id) + 1.
+7. projections / idstate — the read models' bulk build and the writer's id state in Redis.
 
 Both editions load unchanged: dates as epoch milliseconds or "YYYY-MM-DD", booleans as
 true/false or 1/0 (even mixed in one file), headers with or without a space after each comma.
@@ -60,7 +64,7 @@ from schema.csv_sources import (
 )
 from schema.load_sql import (
     REJECTS, SCHEMA, SavedDdl, TablePlan, drop_schema, ensure_schema, ident, plan_table, raw_columns, restored,
-    save_and_drop,
+    save_and_drop, saved_ddl,
 )
 
 SOURCE_TABLES = tuple(s.table for s in SOURCES)
@@ -146,8 +150,10 @@ class _File:
     path: Path
     plan: TablePlan
     report: FileReport
+    copied: int = 0                      # records COPY took in
     first_lines: object = None           # set when Python split the file: line of each staged record
     bad: list[BadRecord] = field(default_factory=list)
+    rejects: list["Reject"] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -292,19 +298,37 @@ _STRUCTURAL = (asyncpg.BadCopyFileFormatError, asyncpg.CharacterNotInRepertoireE
 def _copy_job(item: _File, progress: _Progress) -> Job:
     async def copy(conn: asyncpg.Connection, plan: TablePlan, source, header: bool) -> int:
         async with conn.transaction():
-            await conn.execute(plan.create_staging_sql())
-            status = await conn.copy_to_table(f"s_{item.source.table}", schema_name=SCHEMA, source=source,
-                                              columns=raw_columns(item.source), format="csv", header=header,
-                                              freeze=True)
+            if plan.direct:
+                # Straight into the emptied table: FREEZE, and no WAL under wal_level=minimal.
+                await conn.execute(f"TRUNCATE {item.source.table}")
+                not_null_text = [c.name for c in plan.columns if c.is_text and c.not_null]
+                status = await conn.copy_to_table(item.source.table, source=source, format="csv", header=header,
+                                                  columns=[c.name for c in plan.columns], freeze=True,
+                                                  force_not_null=not_null_text or None)
+            else:
+                await conn.execute(plan.create_staging_sql())
+                status = await conn.copy_to_table(f"s_{item.source.table}", schema_name=SCHEMA, source=source,
+                                                  columns=raw_columns(item.source), format="csv", header=header,
+                                                  freeze=True)
         return int(status.split()[-1])
+
+    def fallback(plan: TablePlan, exc: Exception) -> TablePlan | None:
+        """What to try after COPY refused `plan`: staged typed, staged as text, or Python's split."""
+        if isinstance(exc, _STRUCTURAL) or not (plan.direct or plan.typed):
+            return None
+        if plan.direct and isinstance(exc, asyncpg.IntegrityConstraintViolationError) and item.plan.typed:
+            return item.plan  # an empty required field: typed staging reports it as missing
+        return item.plan.staged_as_text()
 
     async def work(conns: list[asyncpg.Connection]) -> None:
         conn, source = conns[0], item.source
         started = time.perf_counter()
         rows = None
-        # First with numbers and booleans typed by COPY itself (parsed once, in C); a file with an
-        # unparseable value somewhere is staged again as text, where SQL finds and reports it.
-        for plan in (item.plan, item.plan.staged_as_text()) if item.plan.typed else (item.plan,):
+        # First straight into the table (or staged with numbers and booleans typed by COPY
+        # itself, parsed once, in C); a file with an unparseable value somewhere is staged again
+        # as text, where SQL finds and reports it.
+        plan = item.plan.loaded_directly() if item.plan.direct_capable else item.plan
+        while plan is not None:
             try:
                 with progress.bar(source.file, estimate_records(item.path)) as bar:
                     chunks = file_chunks(item.path, repair=source.one_record_per_line,
@@ -312,10 +336,11 @@ def _copy_job(item: _File, progress: _Progress) -> Job:
                     rows = await copy(conn, plan, chunks, header=True)
                 item.plan = plan
                 break
-            except asyncpg.DataError as exc:
-                if isinstance(exc, _STRUCTURAL):
-                    break
-                progress.say(f"{source.file}: {exc}; staging it as text to set such values aside")
+            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+                plan = fallback(plan, exc)
+                if plan is not None:
+                    progress.say(f"{source.file}: {exc}; staging it {'typed' if plan.typed else 'as text'} "
+                                 "to set such values aside")
         if rows is None:
             # Wrong number of fields, an unterminated quote, bytes that are not UTF-8: only
             # Python can tell the good records from the bad ones, so it re-reads this file.
@@ -333,9 +358,11 @@ def _copy_job(item: _File, progress: _Progress) -> Job:
             item.first_lines, item.bad = split.first_lines, split.bad
             for bad in split.bad:
                 item.report.rejected[bad.reason] += 1
+        item.copied = rows
         seconds = time.perf_counter() - started
+        how = "into the table" if item.plan.direct else "staged typed" if item.plan.typed else "staged as text"
         progress.say(f"copied   {source.file:<27}{rows:>12,} records in {seconds:6.1f}s "
-                     f"({rows / max(seconds, 1e-9):>10,.0f} rows/s){'' if item.plan.typed else ', as text'}")
+                     f"({rows / max(seconds, 1e-9):>10,.0f} rows/s), {how}")
 
     return Job(f"copy:{item.source.table}", work, weight=item.size, exclusive=frozenset({item.source.table}))
 
@@ -352,14 +379,20 @@ def _insert_job(item: _File, keys: list[SavedDdl], files: dict[str, "_File"], pr
         if sql:
             rejected = int((await conn.execute(sql)).split()[-1])
         checked = time.perf_counter()
-        item.report.rows_loaded = await _relay(conn, plan.select_sql(skip_rejects=rejected > 0),
-                                               conns[-1], table, [c.name for c in plan.columns])
-        if rejected:
-            counted = await conn.fetch(f"SELECT reason, count(*) AS n FROM {REJECTS} WHERE tbl = $1 GROUP BY 1", table)
-            for row in counted:
-                item.report.rejected[row["reason"]] += row["n"]
-        for key in keys:
-            await _build(conn, key, files, progress)
+        if plan.direct:
+            await _keep_good_rows_in_place(conn, item, keys)
+        else:
+            item.report.rows_loaded = await _relay(conn, plan.select_sql(skip_rejects=rejected > 0),
+                                                   conns[-1], table, [c.name for c in plan.columns])
+            for key in keys:
+                await _build(conn, key, files, progress)
+            # Every reject of this file is known now: keep them, and free the staged copy at once.
+            item.rejects = await _rejects(conn, item)
+            await conn.execute(f"DROP TABLE {plan.staging}")
+        counted = await conn.fetch(f"SELECT reason, count(*) AS n FROM {REJECTS} WHERE tbl = $1 GROUP BY 1", table)
+        for row in counted:
+            item.report.rejected[row["reason"]] += row["n"]
+        rejected = sum(row["n"] for row in counted)
         progress.say(f"inserted {table:<27}{item.report.rows_loaded:>12,} rows in {time.perf_counter() - started:6.1f}s"
                      f" (checks {checked - started:.1f}s)"
                      f"{f', {rejected:,} rejected' if rejected else ''}")
@@ -406,6 +439,43 @@ async def _relay(source: asyncpg.Connection, query: str, target: asyncpg.Connect
     return int(copied.result().split()[-1])
 
 
+async def _keep_good_rows_in_place(conn: asyncpg.Connection, item: _File, keys: list[SavedDdl]) -> None:
+    """A file loaded straight into its table: reject duplicates too, note every rejected record
+    with its line, delete those rows, and build the keys."""
+    table = item.source.table
+    waiting = []
+    for key in keys:
+        try:
+            await conn.execute(key.create_sql())
+            await restored(conn, key)
+        except asyncpg.UniqueViolationError:
+            if len(key.columns) != 1:
+                raise
+            waiting.append(key)
+            await _reject_duplicates_in_place(conn, item, key.columns[0])
+    item.rejects = await _rejects(conn, item)
+    tids = [r["tid"] for r in await conn.fetch(f"SELECT tid FROM {REJECTS} WHERE tbl = $1", table)]
+    await conn.execute(f"DELETE FROM {table} WHERE ctid = ANY($1::tid[])", tids)
+    for key in waiting:
+        await conn.execute(key.create_sql())
+        await restored(conn, key)
+    item.report.rows_loaded = item.copied - len(tids)
+
+
+async def _reject_duplicates_in_place(conn: asyncpg.Connection, item: _File, key: str) -> None:
+    """Keep the first row (file order) of each duplicated key among the rows not yet rejected."""
+    table = item.source.table
+    gone = {r["tid"] for r in await conn.fetch(f"SELECT tid FROM {REJECTS} WHERE tbl = $1", table)}
+    seen, later = set(), []
+    for row in await conn.fetch(item.plan.duplicate_rows_sql(key)):
+        if row["tid"] in gone:
+            continue
+        if row["key"] in seen:
+            later.append((table, 0, row["tid"], f"duplicate {key}"))
+        seen.add(row["key"])
+    await conn.executemany(f"INSERT INTO {REJECTS} (tbl, rec, tid, reason) VALUES ($1, $2, $3, $4)", later)
+
+
 async def _dedupe(conn: asyncpg.Connection, item: _File, key: str) -> int:
     """Keep the first record (file order) of each duplicated key, reject the others; return how many."""
     table, plan = item.source.table, item.plan
@@ -423,7 +493,6 @@ async def _dedupe(conn: asyncpg.Connection, item: _File, key: str) -> int:
                                [(table, rec, tid, reason) for rec, tid in later])
         await conn.execute(f"DELETE FROM {table} WHERE {ident(key)} = ANY($1)", dups)
         await conn.execute(plan.reinsert_sql(), list(keep.values()))
-    item.report.rejected[reason] += len(later)
     item.report.rows_loaded -= len(later)
     return len(later)
 
@@ -461,6 +530,9 @@ def _ddl_jobs(saved: list[SavedDdl], files: dict[str, _File], progress: _Progres
         name = f"ddl:{item.table}:{item.name}"
         if item.kind in ("p", "u"):
             jobs.append(Job(name, make(), weight=weight * 2, exclusive=frozenset({item.table})))
+        elif item.kind == "c":
+            jobs.append(Job(name, make(), weight=weight, after=frozenset(keys_of.get(item.table, ())),
+                            exclusive=frozenset({item.table})))
         elif item.kind == "i":
             jobs.append(Job(name, make(), weight=weight, after=frozenset(keys_of.get(item.table, ())),
                             shared=frozenset({item.table})))
@@ -474,29 +546,39 @@ def _ddl_jobs(saved: list[SavedDdl], files: dict[str, _File], progress: _Progres
 async def _rejects(conn: asyncpg.Connection, item: _File) -> list[Reject]:
     """Every rejected record of one file with its physical line number."""
     found = [Reject(item.source.file, b.line, b.reason, b.raw.rstrip("\r\n")) for b in item.bad]
-    rows = await conn.fetch(f"SELECT rec, tid, reason FROM {REJECTS} WHERE tbl = $1 ORDER BY rec", item.source.table)
+    rows = await conn.fetch(f"SELECT rec, tid, reason FROM {REJECTS} WHERE tbl = $1 ORDER BY rec, tid",
+                            item.source.table)
     if not rows:
         return found
     staged = {r["ctid"]: r for r in await conn.fetch(item.plan.staged_rows_sql(), [r["tid"] for r in rows])}
+    line_of = await _line_numbers(conn, item, rows)
     columns = raw_columns(item.source)
-    if item.first_lines is not None:
-        def line_of(rec: int) -> int:
-            return item.first_lines[rec - 1]
-    else:
-        # Line of record N = N + 1 (the header) + the line breaks inside the records before it.
-        sql = item.plan.newline_sql()
-        breaks = await conn.fetch(sql, max(r["rec"] for r in rows) + 1) if sql else []
-        recs = [b["rec"] for b in breaks]
-        before = [0]
-        for b in breaks:
-            before.append(before[-1] + b["breaks"])
-
-        def line_of(rec: int) -> int:
-            return rec + 1 + before[bisect.bisect_left(recs, rec)]
     for row in rows:
-        found.append(Reject(item.source.file, line_of(row["rec"]), row["reason"],
+        found.append(Reject(item.source.file, line_of(row), row["reason"],
                             record_text([staged[row["tid"]][c] for c in columns])))
     return found
+
+
+async def _line_numbers(conn: asyncpg.Connection, item: _File, rows: list) -> Callable[[asyncpg.Record], int]:
+    """How to turn a rejected row (its record number or row address) into its file line."""
+    if item.plan.direct:
+        # Record number = rows of the pages before + offset in the page (COPY fills pages in order).
+        last_page = max(r["tid"][0] for r in rows)
+        before, total = {}, 0
+        for count in await conn.fetch(item.plan.page_counts_sql(), (last_page + 1, 0)):
+            before[count["page"]] = total
+            total += count["n"]
+        return lambda row: before[row["tid"][0]] + row["tid"][1] + 1
+    if item.first_lines is not None:
+        return lambda row: item.first_lines[row["rec"] - 1]
+    # Line of record N = N + 1 (the header) + the line breaks inside the records before it.
+    sql = item.plan.newline_sql()
+    breaks = await conn.fetch(sql, max(r["rec"] for r in rows) + 1) if sql else []
+    recs = [b["rec"] for b in breaks]
+    before_rec = [0]
+    for b in breaks:
+        before_rec.append(before_rec[-1] + b["breaks"])
+    return lambda row: row["rec"] + 1 + before_rec[bisect.bisect_left(recs, row["rec"])]
 
 
 def _write_rejects(path: Path, rejects: list[Reject]) -> None:
@@ -593,14 +675,16 @@ async def load(database_url: str, data_dir: Path | str, *, replace: bool = False
         with timed("prepare"):
             await _prepare_target(main, replace, shown)
             await ensure_schema(main)
-            restored_all = False
-            saved = await save_and_drop(main, list(SOURCE_TABLES))
-            parents = [d.foreign_key() for d in saved
-                       if d.kind == "f" and d.table in SOURCE_TABLES and d.parent in SOURCE_TABLES]
             files = {}
             for source in SOURCES:
-                plan = await plan_table(main, source, parents)
+                plan = await plan_table(main, source)
                 files[source.table] = _File(source, paths[source.file], plan, report.files[source.file])
+            restored_all = False
+            direct = {t for t, f in files.items() if f.plan.direct_capable}
+            constraints = await save_and_drop(main, list(SOURCE_TABLES), checks_of=direct)
+            for item in files.values():
+                item.plan = item.plan.with_constraints(constraints)
+            saved = await saved_ddl(main)  # what was dropped, to re-create
         with timed("copy"):
             await run_jobs(workers, [_copy_job(f, shown) for f in files.values()])
         with timed("validate_insert"):
@@ -610,11 +694,7 @@ async def load(database_url: str, data_dir: Path | str, *, replace: bool = False
             rest = [d for d in saved if not (d.kind in ("p", "u") and d.table in files)]
             await run_jobs(workers, _ddl_jobs(rest, files, shown))
         with timed("rejects"):
-            found: list[Reject] = []
-            for item in files.values():
-                found.extend(await _rejects(main, item))
-            order = {s.file: n for n, s in enumerate(SOURCES)}
-            found.sort(key=lambda r: (order[r.file], r.line))
+            found = [r for item in files.values() for r in sorted(item.rejects, key=lambda r: r.line)]
             if found:
                 _write_rejects(rejects_path, found)
                 report.rejects_path = rejects_path

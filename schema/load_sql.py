@@ -146,10 +146,44 @@ class ColumnPlan:
 
 @dataclass(frozen=True)
 class TablePlan:
+    """How one file becomes rows of its table.
+
+    Staged (the general case): COPY into `atelier_load.s_<table>`, check there, relay the good
+    rows into the table. Direct (a file whose every field COPY can parse into its column as it
+    is, one record per line): COPY straight into the table, check the rows in place and delete
+    the few rejected ones — the staging round trip is skipped for most of the data set's rows.
+    """
+
     source: Source
     columns: tuple[ColumnPlan, ...]
-    checks: tuple[tuple[str, str], ...]      # (constraint name, expression over typed columns)
-    parents: tuple[ForeignKey, ...]          # foreign keys to check for orphans
+    checks: tuple[tuple[str, str], ...] = ()      # (constraint name, expression over typed columns)
+    parents: tuple[ForeignKey, ...] = ()          # foreign keys to check for orphans
+    direct: bool = False
+
+    @property
+    def direct_capable(self) -> bool:
+        return self.source.one_record_per_line and all(
+            c.copy_typed or (c.is_text and not c.null_word) for c in self.columns)
+
+    def loaded_directly(self) -> "TablePlan":
+        typed = tuple(dataclasses.replace(c, staged_typed=c.copy_typed) for c in self.columns)
+        return dataclasses.replace(self, direct=True, columns=typed)
+
+    def with_constraints(self, saved: list["SavedDdl"]) -> "TablePlan":
+        """The CHECKs and foreign keys (to source tables) this table's rows must satisfy."""
+        mine = [d for d in saved if d.table == self.source.table]
+        checks = tuple((d.name, d.check_expression()) for d in mine if d.kind == "c")
+        parents = tuple(d.foreign_key() for d in mine if d.kind == "f")
+        return dataclasses.replace(self, checks=checks, parents=parents)
+
+    @property
+    def rows(self) -> str:
+        """Where the rows to check are, as (rec, row_tid, c1 … cN): the staged copy or the table itself."""
+        raws = raw_columns(self.source)
+        if self.direct:
+            cols = ", ".join(f"{ident(c.name)} AS {c.raw}" for c in self.columns)
+            return f"(SELECT 0::bigint AS rec, ctid AS row_tid, {cols} FROM {self.source.table})"
+        return f"(SELECT rec, ctid AS row_tid, {', '.join(raws)} FROM {self.staging})"
 
     @property
     def staging(self) -> str:
@@ -162,7 +196,7 @@ class TablePlan:
     def staged_as_text(self) -> "TablePlan":
         """The same plan with every column staged as text: for a file COPY could not type."""
         as_text = tuple(dataclasses.replace(c, staged_typed=False) for c in self.columns)
-        return dataclasses.replace(self, columns=as_text)
+        return dataclasses.replace(self, columns=as_text, direct=False)
 
     def create_staging_sql(self) -> str:
         cols = ", ".join(f"{c.raw} {c.staged_type}" for c in self.columns)
@@ -194,12 +228,12 @@ class TablePlan:
         # once per reference (flattened, every `v.x` would repeat the whole CASE).
         return (
             f"INSERT INTO {REJECTS} (tbl, rec, tid, reason) "
-            f"SELECT DISTINCT ON (rec) {literal(self.source.table)}, rec, tid, reason FROM ("
+            f"SELECT DISTINCT ON (tid) {literal(self.source.table)}, rec, tid, reason FROM ("
             f" SELECT v.rec, v.tid, CASE {' '.join(whens)} END AS reason"
-            f" FROM (SELECT t.*{checks} FROM (SELECT s.rec, s.ctid AS tid, {raws}, {typed} FROM {self.staging} s"
+            f" FROM (SELECT t.*{checks} FROM (SELECT s.rec, s.row_tid AS tid, {raws}, {typed} FROM {self.rows} s"
             f" OFFSET 0) t) v"
             f" {' '.join(joins)}"
-            f") checked WHERE reason IS NOT NULL ORDER BY rec"
+            f") checked WHERE reason IS NOT NULL ORDER BY tid"
         )
 
     def select_sql(self, skip_rejects: bool) -> str:
@@ -235,12 +269,25 @@ class TablePlan:
         return f"SELECT rec, {count} AS breaks FROM {self.staging} WHERE rec < $1 AND ({found}) ORDER BY rec"
 
     def staged_rows_sql(self) -> str:
-        """Staged records by row address ($1, a tid[]): a TID scan, however large the table."""
-        raws = ", ".join(f"{c}::text AS {c}" for c in raw_columns(self.source))
-        return f"SELECT ctid, {raws} FROM {self.staging} WHERE ctid = ANY($1::tid[])"
+        """Staged (or directly loaded) records by row address ($1, a tid[]): a TID scan, however
+        large the table."""
+        raws = ", ".join(f"s.{c}::text AS {c}" for c in raw_columns(self.source))
+        return f"SELECT s.row_tid AS ctid, {raws} FROM {self.rows} s WHERE s.row_tid = ANY($1::tid[])"
+
+    def page_counts_sql(self) -> str:
+        """Rows per page of a directly loaded table, up to $1 (a tid): COPY fills pages in file
+        order, so a row's record number is the rows of the pages before it plus its offset."""
+        return (f"SELECT (ctid::text::point)[0]::bigint AS page, count(*) AS n FROM {self.source.table} "
+                f"WHERE ctid < $1::tid GROUP BY 1 ORDER BY 1")
+
+    def duplicate_rows_sql(self, key: str) -> str:
+        """Rows of a directly loaded table sharing a `key` value, in file order."""
+        return (f"SELECT ctid AS tid, {ident(key)} AS key FROM {self.source.table} WHERE {ident(key)} IN "
+                f"(SELECT {ident(key)} FROM {self.source.table} GROUP BY 1 HAVING count(*) > 1) ORDER BY ctid")
 
 
-async def plan_table(conn: asyncpg.Connection, source: Source, parents: list[ForeignKey]) -> TablePlan:
+async def plan_table(conn: asyncpg.Connection, source: Source) -> TablePlan:
+    """The file's columns as the catalogue types them; constraints come from `with_constraints`."""
     rows = await conn.fetch(
         "SELECT attname, format_type(atttypid, atttypmod) AS type, attnotnull FROM pg_attribute "
         "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
@@ -254,24 +301,17 @@ async def plan_table(conn: asyncpg.Connection, source: Source, parents: list[For
         ColumnPlan(raw, name, catalog[name]["type"], catalog[name]["attnotnull"], name in source.null_words)
         for raw, name in zip(raw_columns(source), source.columns)
     )
-    columns = tuple(dataclasses.replace(c, staged_typed=c.copy_typed) for c in columns)
-    checks = await conn.fetch(
-        "SELECT conname, pg_get_expr(conbin, conrelid) AS expr FROM pg_constraint "
-        "WHERE conrelid = $1::regclass AND contype = 'c' ORDER BY conname",
-        source.table,
-    )
-    own = tuple(fk for fk in parents if fk.table == source.table)
-    return TablePlan(source, columns, tuple((r["conname"], r["expr"]) for r in checks), own)
+    return TablePlan(source, tuple(dataclasses.replace(c, staged_typed=c.copy_typed) for c in columns))
 
 
 # --- dropping and restoring keys, indexes and foreign keys ------------------------------------
 
-_DDL_ORDER = {"p": 0, "u": 1, "i": 2, "f": 3}
+_DDL_ORDER = {"p": 0, "u": 1, "c": 2, "i": 3, "f": 4}
 
 
 @dataclass(frozen=True)
 class SavedDdl:
-    kind: str                 # p primary key, u unique, i index, f foreign key
+    kind: str                 # p primary key, u unique, c check, i index, f foreign key
     table: str
     name: str
     definition: str
@@ -292,6 +332,9 @@ class SavedDdl:
     def foreign_key(self) -> ForeignKey:
         return ForeignKey(self.name, self.table, self.columns, self.parent or "", self.parent_columns)
 
+    def check_expression(self) -> str:
+        return self.definition.removeprefix("CHECK ").removesuffix(" NOT VALID")
+
 
 _CATALOG_DDL = """
 WITH tables AS (SELECT unnest($1::text[])::regclass AS oid)
@@ -303,7 +346,7 @@ SELECT c.contype AS kind, c.conrelid::regclass::text AS tbl, c.conname AS name,
        ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
              JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)::text[] AS pcols
 FROM pg_constraint c
-WHERE (c.contype IN ('p', 'u') AND c.conrelid IN (SELECT oid FROM tables))
+WHERE (c.contype IN ('p', 'u', 'c') AND c.conrelid IN (SELECT oid FROM tables))
    OR (c.contype = 'f' AND (c.conrelid IN (SELECT oid FROM tables) OR c.confrelid IN (SELECT oid FROM tables)))
 UNION ALL
 SELECT 'i', i.indrelid::regclass::text, i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid),
@@ -325,9 +368,11 @@ async def ensure_schema(conn: asyncpg.Connection) -> None:
     )
 
 
-async def save_and_drop(conn: asyncpg.Connection, tables: list[str]) -> list[SavedDdl]:
-    """Record every key, index and foreign key of `tables` (and any saved by an interrupted load),
-    then drop them, in one transaction."""
+async def save_and_drop(conn: asyncpg.Connection, tables: list[str], checks_of: set[str]) -> list[SavedDdl]:
+    """Record every key, index, foreign key and CHECK of `tables` (and any left by an interrupted
+    load), then drop them in one transaction — CHECKs only of the tables in `checks_of` (loaded
+    directly, where a CHECK would stop COPY at the first bad row). Returns everything recorded;
+    CHECKs left in place are not kept on record, since nothing needs to bring them back."""
     async with conn.transaction():
         await conn.execute(
             f"INSERT INTO {SAVED_DDL} (kind, tbl, name, def, cols, parent, pcols) "
@@ -337,6 +382,13 @@ async def save_and_drop(conn: asyncpg.Connection, tables: list[str]) -> list[Sav
         )
         saved = await saved_ddl(conn)
         for item in sorted(saved, key=lambda d: -_DDL_ORDER[d.kind]):
+            if item.kind == "c" and item.table not in checks_of:
+                still_there = await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = $1::regclass AND conname = $2)",
+                    item.table, item.name)
+                if still_there:
+                    await restored(conn, item)
+                    continue
             await conn.execute(item.drop_sql())
     return saved
 

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from schema.csv_sources import SOURCES, split_records
@@ -252,6 +253,32 @@ async def test_rejects_after_a_split_file_keep_their_lines(settings, empty, tmp_
     assert ("reviews.csv", 8, "check reviews_rating_check failed") in found
 
 
+async def test_file_loaded_straight_into_its_table_rejects_in_place(settings, empty, tmp_path):
+    """related.csv has only numbers: COPY puts it straight into its table; bad rows go afterwards."""
+    db = empty
+    folder = write_dataset(tmp_path / "data", {
+        "related.csv": ["1,1,2", "2,1,3", "1,2,3", "3,2,1", "4,2,99", "5,3,3"],
+        "characteristic_reviews.csv": BASE["characteristic_reviews.csv"] + ["5,2,2,0"],
+    })
+    report = await run_load(settings, folder, tmp_path / "rejects.jsonl")
+    found = {(r["file"], r["line"], r["reason"], r["record"]) for r in read_rejects(tmp_path / "rejects.jsonl")}
+    assert found == {
+        ("related.csv", 4, "duplicate id", "1,2,3"),
+        ("related.csv", 6, "orphan: related_product_id not in products", "4,2,99"),
+        ("characteristic_reviews.csv", 6, "check characteristic_reviews_value_check failed", "5,2,2,0"),
+    }
+    rows = await db.fetch("SELECT id, current_product_id, related_product_id FROM related ORDER BY id")
+    assert [tuple(r) for r in rows] == [(1, 1, 2), (2, 1, 3), (3, 2, 1), (5, 3, 3)]
+    assert report.files["related.csv"].rows_loaded == 4
+    assert report.files["characteristic_reviews.csv"].rows_loaded == 4
+    # The CHECKs dropped for the straight COPY are back.
+    checks = await db.fetch("SELECT conrelid::regclass::text AS t FROM pg_constraint WHERE contype = 'c' "
+                            "AND conrelid IN ('characteristic_reviews'::regclass, 'skus'::regclass)")
+    assert sorted(r["t"] for r in checks) == ["characteristic_reviews", "skus"]
+    with pytest.raises(asyncpg.CheckViolationError):
+        await db.execute("INSERT INTO characteristic_reviews (characteristic_id, review_id, value) VALUES (1, 1, 7)")
+
+
 async def test_older_edition_loads(settings, empty, tmp_path):
     db = empty
     spaced = {f: ", ".join(HEADERS[f].split(",")) for f in ("questions.csv", "answers.csv", "answers_photos.csv")}
@@ -360,8 +387,6 @@ def test_split_records_recovers_after_a_runaway_quote(tmp_path):
 
 def test_cli_loads_then_refuses(settings, tmp_path, monkeypatch, capsys):
     import asyncio
-
-    import asyncpg
 
     from infra.cli import main
 
