@@ -52,7 +52,7 @@ def backoff(job_try: int) -> float:
     return min(0.2 * 2 ** (job_try - 1), 3.0)
 
 
-async def apply_write(ctx: dict, wire: dict) -> str:
+async def apply_write(ctx: dict, wire: dict, request_id: str = "") -> str:
     batcher: Batcher = ctx["batcher"]
     try:
         outcome = await asyncio.wait_for(
@@ -62,6 +62,8 @@ async def apply_write(ctx: dict, wire: dict) -> str:
         raise Retry(defer=backoff(ctx["job_try"])) from None
     except asyncio.TimeoutError:
         raise Retry(defer=backoff(ctx["job_try"])) from None
+    if outcome.status == "rejected":
+        log.warning("write %s (request %s) rejected: %s", ctx["job_id"], request_id, outcome.error)
     metrics = ctx["metrics"]
     metrics.job(wire["kind"], outcome.status)
     metrics.observe_apply_lag(wire["kind"], time.time() - ctx["enqueue_time"].timestamp())

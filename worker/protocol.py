@@ -106,6 +106,8 @@ def from_wire(wire: dict) -> Mutation:
     return cls(**fields)
 
 
-def job_bytes(mutation: Mutation, enqueue_ms: int) -> bytes:
-    """The value of `arq:job:<write id>`, exactly as `ArqRedis.enqueue_job` would write it."""
-    return serialize_job(APPLY_FUNCTION, (to_wire(mutation),), {}, None, enqueue_ms, serializer=job_serializer)
+def job_bytes(mutation: Mutation, enqueue_ms: int, context: dict[str, str] | None = None) -> bytes:
+    """The value of `arq:job:<write id>`, exactly as `ArqRedis.enqueue_job` would write it; `context`
+    (the request id) rides along as keyword arguments so the worker's log lines join the request's."""
+    return serialize_job(APPLY_FUNCTION, (to_wire(mutation),), context or {}, None, enqueue_ms,
+                         serializer=job_serializer)

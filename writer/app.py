@@ -21,7 +21,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from infra.lean_redis import LeanRedis
-from infra.observability import setup_observability
+from infra.observability import job_context, setup_observability
 from infra.settings import Settings
 from worker import protocol
 from writer import validation
@@ -74,7 +74,7 @@ async def _submit(request: web.Request, raw: bytes, mutation, status: int, check
     outcome = await request.app[QUEUE].submit(
         Request(
             write_id=uuid.uuid4().hex,
-            job=protocol.job_bytes(mutation, now_ms),
+            job=protocol.job_bytes(mutation, now_ms, job_context(request)),
             now_ms=now_ms,
             status=status,
             checks=tuple(checks),
