@@ -562,12 +562,12 @@ async def _rejects(conn: asyncpg.Connection, item: _File) -> list[Reject]:
 async def _line_numbers(conn: asyncpg.Connection, item: _File, rows: list) -> Callable[[asyncpg.Record], int]:
     """How to turn a rejected row (its record number or row address) into its file line."""
     if item.plan.direct:
-        # Record number = rows of the pages before + offset in the page (COPY fills pages in order).
-        last_page = max(r["tid"][0] for r in rows)
-        before, total = {}, 0
-        for count in await conn.fetch(item.plan.page_counts_sql(), (last_page + 1, 0)):
-            before[count["page"]] = total
-            total += count["n"]
+        # Record number = rows of the pages before + offset in the page (COPY fills pages in
+        # order); the rows between consecutive pages holding rejects are counted once each.
+        before, total, previous = {}, 0, 0
+        for page in sorted({r["tid"][0] for r in rows}):
+            total += await conn.fetchval(item.plan.rows_between_sql(), (previous, 0), (page, 0))
+            before[page], previous = total, page
         return lambda row: before[row["tid"][0]] + row["tid"][1] + 1
     if item.first_lines is not None:
         return lambda row: item.first_lines[row["rec"] - 1]

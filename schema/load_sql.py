@@ -274,11 +274,11 @@ class TablePlan:
         raws = ", ".join(f"s.{c}::text AS {c}" for c in raw_columns(self.source))
         return f"SELECT s.row_tid AS ctid, {raws} FROM {self.rows} s WHERE s.row_tid = ANY($1::tid[])"
 
-    def page_counts_sql(self) -> str:
-        """Rows per page of a directly loaded table, up to $1 (a tid): COPY fills pages in file
-        order, so a row's record number is the rows of the pages before it plus its offset."""
-        return (f"SELECT (ctid::text::point)[0]::bigint AS page, count(*) AS n FROM {self.source.table} "
-                f"WHERE ctid < $1::tid GROUP BY 1 ORDER BY 1")
+    def rows_between_sql(self) -> str:
+        """Rows of a directly loaded table from page $1 up to (not including) page $2: a TID range
+        scan that only counts. COPY fills pages in file order, so a row's record number is the
+        rows of the pages before it plus its offset in its page."""
+        return f"SELECT count(*) FROM {self.source.table} WHERE ctid >= $1::tid AND ctid < $2::tid"
 
     def duplicate_rows_sql(self, key: str) -> str:
         """Rows of a directly loaded table sharing a `key` value, in file order."""

@@ -363,6 +363,10 @@ async def test_generated_tiny_data_set_round_trips(settings, empty, redis, tmp_p
         assert file_report.rows_rejected == expected, (source.file, file_report.rejected)
         assert file_report.rows_loaded == written[stem] - expected, source.file
         assert await db.fetchval(f"SELECT count(*) FROM {source.table}") == file_report.rows_loaded
+    # Each reject's line is where its record starts in the file.
+    for reject in read_rejects(tmp_path / "rejects.jsonl"):
+        lines = (tmp_path / "tiny" / reject["file"]).read_bytes().decode().split("\n")
+        assert lines[reject["line"] - 1].split(",")[0] == reject["record"].split(",")[0], reject
     # Broken photos.csv rows (the first at record 48) are recovered, not rejected.
     assert not any("photos" in f and "orphan" not in r for f, r in
                    ((r["file"], r["reason"]) for r in read_rejects(tmp_path / "rejects.jsonl")))
