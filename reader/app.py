@@ -22,7 +22,7 @@ from projections import cache
 from reader.local_cache import LocalCache
 from infra.lean_redis import LeanRedis
 from reader.routes import ROUTES, SOURCE, STATS
-from reader.source import ModelSource, Stats
+from reader.source import PG_UNAVAILABLE, ModelSource, Stats
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ SETTINGS = web.AppKey("settings", Settings)
 LOCAL = web.AppKey("local", LocalCache)
 RESUBSCRIBE_DELAY = 0.5
 FULL_COLLECTION_SECONDS = 300
+PREOPENED_CONNECTIONS = 8
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
@@ -47,9 +48,27 @@ async def _connections(app: web.Application):
     )
     redis = LeanRedis(settings.redis_url)
     app[SOURCE] = ModelSource(app[LOCAL], redis, pool, app[STATS])
+    opening = asyncio.create_task(_open_some(pool, min(PREOPENED_CONNECTIONS, settings.reader_pool_size)))
     yield
+    opening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await opening
     await redis.close()
     await pool.close()
+
+
+async def _open_some(pool: asyncpg.Pool, count: int) -> None:
+    """Open a few connections in the background, so the first misses under load do not each pay a
+    connection set-up (several ms); if PostgreSQL is down, requests find out on their own."""
+    held = []
+    try:
+        for _ in range(count):
+            held.append(await pool.acquire())
+    except PG_UNAVAILABLE as exc:
+        log.warning("could not pre-open PostgreSQL connections: %s", exc)
+    finally:
+        for conn in held:
+            await pool.release(conn)
 
 
 def apply_invalidation(local: LocalCache, stats: Stats, data: bytes) -> None:
