@@ -9,10 +9,10 @@ saved to `loadtest/results/write.json` and `write.md`:
 2. applied mutations/s: `--workers` × `python -m worker --burst` draining the queue phase 1
    filled; the rate counts from the workers' start to their exit (start-up included).
 3. staleness: ack → first GET (through a reader process) that shows the write, p50/p99, while
-   `--stale-rate` writes/s go to the writer, a worker applies them, and k6 sends `--read-rate`
-   product-page GETs/s to the reader. Every tenth write is a new review that is tracked: its GET
-   (`/reviews?product_id=…&sort=newest&count=1`) is polled every 10 ms from its ack on (so the
-   figures resolve to ~10 ms, and the polling adds ~50 × staleness/10 ms GETs/s of its own).
+   `--stale-rate` writes/s go to the writer, a worker applies them, and `--read-rate`
+   product-page GETs/s go to the reader (all three from one k6 process, k6_staleness.js). Every
+   tenth write is a new review that is tracked: its GET (`/reviews?product_id=…&sort=newest&count=1`)
+   is polled every 10 ms from its 201 on, so the figures resolve to ~10 ms.
 
 Servers: embedded PostgreSQL (service profile) and Redis under `--work`, on free ports; the data
 set is loaded once (`atelier load`) and reused by later runs; servers this run started are stopped
@@ -26,8 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,15 +55,18 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------- set-up
 
 
-async def ensure_data(settings: Settings, data: Path) -> None:
+async def ensure_data(settings: Settings, data: Path, fresh: bool) -> None:
     await migrate_url(settings.database_url)
     conn = await asyncpg.connect(settings.database_url)
     try:
         loaded = await conn.fetchval("SELECT count(*) FROM products") > 0
-        if not loaded:
-            log(f"loading {data} (once; later runs reuse it)")
+        if fresh or not loaded:
+            log(f"loading {data} (later runs reuse it unless --fresh)")
+            stale = aioredis.from_url(settings.redis_url)
+            await stale.flushdb()  # queue, receipts and caches of the data being replaced
+            await stale.aclose()
             env = {**os.environ, **settings.to_env()}
-            subprocess.run([sys.executable, "-m", "infra.cli", "load", str(data), "--quiet",
+            subprocess.run([sys.executable, "-m", "infra.cli", "load", str(data), "--quiet", "--replace",
                             "--rejects", str(settings.data_dir / "rejects.jsonl")], env=env, check=True)
         redis = aioredis.from_url(settings.redis_url)
         try:
@@ -223,86 +224,34 @@ async def measure_apply(settings: Settings, workers: int = 1) -> dict:
     return figures
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
-async def measure_staleness(settings: Settings, targets: dict, targets_file: Path, work: Path,
-                            seconds: int, rate: int, read_rate: int) -> dict:
+async def measure_staleness(settings: Settings, targets_file: Path, work: Path, seconds: int, rate: int,
+                            read_rate: int) -> dict:
     reader, writer, worker = App(settings, "reader"), App(settings, "writer"), App(settings, "worker")
     try:
         await asyncio.gather(reader.ready(), writer.ready())
-        reads = asyncio.create_task(asyncio.to_thread(
-            k6, "k6_write_reads.js", work / "k6-reads.json", BASE=reader.base, TARGETS=str(targets_file),
-            RATE=str(read_rate), DURATION=f"{seconds + 2}s"))
         log(f"staleness: {rate} writes/s for {seconds}s beside {read_rate} GETs/s")
-        lags, counts = await _write_and_watch(writer.base, reader.base, targets, seconds, rate)
-        read_figures = k6_figures(await reads)
+        summary = await asyncio.to_thread(
+            k6, "k6_staleness.js", work / "k6-staleness.json", WRITER=writer.base, READER=reader.base,
+            TARGETS=str(targets_file), WRITE_RATE=str(rate), READ_RATE=str(read_rate), DURATION=f"{seconds}s")
     finally:
         for app in (worker, writer, reader):
             app.stop()
+    metrics = summary["metrics"]
+    lag = metrics["staleness"]
+    reads = metrics["http_req_duration{name:read}"]
     figures = {
-        "write_rate": rate, "writes_acknowledged": counts["acks"], "write_errors": counts["errors"],
-        "never_visible": counts["never_visible"], "error_statuses": counts["error_statuses"], "tracked": len(lags),
-        "p50_ms": round(percentile(lags, 50), 1), "p99_ms": round(percentile(lags, 99), 1),
-        "max_ms": round(max(lags), 1), "mean_ms": round(statistics.fmean(lags), 1), "reads": read_figures,
+        "write_rate": rate,
+        "tracked": int(lag.get("count", 0)) or None,
+        "p50_ms": round(lag["p(50)"], 1), "p90_ms": round(lag["p(90)"], 1), "p99_ms": round(lag["p(99)"], 1),
+        "max_ms": round(lag["max"], 1), "mean_ms": round(lag["avg"], 1),
+        "write_errors": int(metrics.get("write_errors", {}).get("count", 0)),
+        "never_visible": int(metrics.get("never_visible", {}).get("count", 0)),
+        "dropped": int(metrics.get("dropped_iterations", {}).get("count", 0)),
+        "reads": {"per_s": round(metrics["http_reqs{name:read}"]["rate"], 1), "p50_ms": round(reads["p(50)"], 2),
+                  "p99_ms": round(reads["p(99)"], 2), "failed_checks": int(metrics.get("checks", {}).get("fails", 0))},
     }
-    log(f"  staleness p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms over {len(lags)} tracked writes")
+    log(f"  staleness p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms")
     return figures
-
-
-async def _write_and_watch(writer: str, reader: str, targets: dict, seconds: int, rate: int):
-    """Open-loop writes at `rate`/s; every tenth one is a new review whose visibility is timed."""
-    lags: list[float] = []
-    counts = {"acks": 0, "errors": 0, "never_visible": 0, "error_statuses": {}}
-
-    def failed(status: int) -> None:
-        counts["errors"] += 1
-        counts["error_statuses"][status] = counts["error_statuses"].get(status, 0) + 1
-    rng = random.Random(1)
-    tasks = []
-    connector = aiohttp.TCPConnector(limit=200)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def vote() -> None:
-            kind, ids = rng.choice([("reviews", targets["reviews"]), ("qa/questions", targets["questions"]),
-                                    ("qa/answers", targets["answers"])])
-            async with session.put(f"{writer}/{kind}/{rng.choice(ids)}/helpful") as response:
-                if response.status == 204:
-                    counts["acks"] += 1
-                else:
-                    failed(response.status)
-
-        async def tracked_review(n: int) -> None:
-            product = rng.choice(targets["products"])
-            summary = f"stale-{n}-{rng.random():.8f}"
-            body = {"product_id": product["id"], "rating": 5, "summary": summary, "body": "x" * 60,
-                    "recommend": True, "name": "bench", "email": "bench@example.com",
-                    "characteristics": {str(c): 3 for c in product["characteristics"]}}
-            async with session.post(f"{writer}/reviews", json=body) as response:
-                if response.status != 201:
-                    failed(response.status)
-                    return
-            acked = time.perf_counter()
-            counts["acks"] += 1
-            url = f"{reader}/reviews?product_id={product['id']}&sort=newest&count=1"
-            while time.perf_counter() - acked < 30:
-                async with session.get(url) as response:
-                    if summary.encode() in await response.read():
-                        lags.append((time.perf_counter() - acked) * 1000)
-                        return
-                await asyncio.sleep(0.01)
-            counts["never_visible"] += 1
-
-        start = time.perf_counter()
-        for n in range(seconds * rate):
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(tracked_review(n) if n % 10 == 0 else vote()))
-        await asyncio.gather(*tasks)
-    return lags, counts
 
 
 # ---------------------------------------------------------------- report
@@ -357,12 +306,13 @@ processes used {applied['worker_cpu_us_per_write']} µs of CPU per applied write
 ## Staleness (ack → first GET showing the write)
 
 {stale['write_rate']} writes/s for the run (votes, and every tenth write a new review that is tracked), one
-worker, one reader, and k6 sending product-page GETs beside it ({stale['reads']['per_s']}/s achieved,
-p99 {stale['reads']['p99_ms']} ms, {stale['reads']['failed_checks']} failed).
+worker, one reader, and product-page GETs beside it ({stale['reads']['per_s']}/s achieved, p50
+{stale['reads']['p50_ms']} ms, p99 {stale['reads']['p99_ms']} ms, {stale['reads']['failed_checks']} failed); k6 could not start
+{stale['dropped']} iterations on time.
 
-| tracked writes | p50 ms | p99 ms | max ms | mean ms | write errors | not visible within 30 s |
-|---|---|---|---|---|---|---|
-| {stale['tracked']} | {stale['p50_ms']} | {stale['p99_ms']} | {stale['max_ms']} | {stale['mean_ms']} | {stale['write_errors']} | {stale['never_visible']} |
+| tracked writes | p50 ms | p90 ms | p99 ms | max ms | mean ms | write errors | not visible within 30 s |
+|---|---|---|---|---|---|---|---|
+| {stale['tracked']} | {stale['p50_ms']} | {stale['p90_ms']} | {stale['p99_ms']} | {stale['max_ms']} | {stale['mean_ms']} | {stale['write_errors']} | {stale['never_visible']} |
 
 After the run, `check-drift --sample {results['drift']['sample']}` found {results['drift']['mismatches']} mismatches
 in {results['drift']['checked']} stored models.
@@ -378,9 +328,9 @@ async def main_async(args: argparse.Namespace) -> dict:
     services = ensure_services(settings)
     settings = settings.replace(database_url=services.database_url, redis_url=services.redis_url)
     try:
-        await ensure_data(settings, Path(args.data))
+        await ensure_data(settings, Path(args.data), args.fresh)
         targets_file = work / "targets.json"
-        targets = await write_targets(settings, targets_file)
+        await write_targets(settings, targets_file)
         redis = aioredis.from_url(settings.redis_url)
         if await redis.zcard(protocol.QUEUE):
             log("draining writes left queued by an earlier run")
@@ -394,8 +344,8 @@ async def main_async(args: argparse.Namespace) -> dict:
         finally:
             writer.stop()
         applied = await measure_apply(settings, args.workers)
-        staleness = await measure_staleness(settings, targets, targets_file, work, args.stale_seconds,
-                                            args.stale_rate, args.read_rate)
+        staleness = await measure_staleness(settings, targets_file, work, args.stale_seconds, args.stale_rate,
+                                            args.read_rate)
         conn = await asyncpg.connect(settings.database_url)
         redis = aioredis.from_url(settings.redis_url)
         try:
@@ -433,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=Settings.worker_batch_size)
     parser.add_argument("--workers", type=int, default=1, help="worker processes draining the queue (apply phase)")
     parser.add_argument("--drift-sample", type=int, default=300)
+    parser.add_argument("--fresh", action="store_true",
+                        help="reload the data set first (earlier runs' writes otherwise accumulate)")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false",
                         help="run the apps without their JSON request log")
     args = parser.parse_args(argv)
