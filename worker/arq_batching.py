@@ -6,10 +6,10 @@ every poll (including the hundreds already running in this process), runs it in 
 own under `wait_for`, and acks it with one more MULTI. At thousands of jobs a second that is most
 of the worker's CPU. This subclass keeps arq's keys, formats and semantics and changes how they
 are reached:
-- `start_jobs` claims the polled ids with one Lua script that does, per job, exactly what arq
-  does across its round trips: claim it when its in-progress key is absent and its score is due
-  (setting the key with arq's expiry), count the try (`arq:retry:<id>`, 88400 s) and return the
-  job's bytes;
+- each poll is one Lua script that walks the due part of the queue (up to `queue_read_limit`
+  entries) and does, per job, exactly what arq does across its round trips: claim it when its
+  in-progress key is absent (setting the key with arq's expiry), count the try
+  (`arq:retry:<id>`, 88400 s) and return the job's bytes;
 - `_run_claimed` is arq's `run_job` for that data: the max-tries check, `Retry` (re-score by its
   defer), cancellation (left queued, re-run), success and failure (acked and removed). The job
   function is awaited directly: ours bounds its own wait (`job_timeout`) and never needs arq's
@@ -32,24 +32,28 @@ from arq.worker import Retry, Worker
 log = logging.getLogger(__name__)
 
 _CLAIM = f"""
--- KEYS[1]: queue; ARGV: now ms, in-progress expiry ms, how many to claim at most, candidate ids.
--- Returns id, score, job bytes (false when the job key is gone), try number, for each claimed job.
+-- KEYS[1]: queue; ARGV: now ms, in-progress expiry ms, how many to claim at most, how many queue
+-- entries to look at at most. Walks the due part of the queue in score order, skipping jobs that
+-- run somewhere (their in-progress key exists), and claims up to the limit.
+-- Returns id, score, job bytes (false when the job key is gone), try number, per claimed job.
 local claimed = {{}}
-local limit = tonumber(ARGV[3])
-for i = 4, #ARGV do
-  if #claimed >= 4 * limit then break end
-  local id = ARGV[i]
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  if score and tonumber(score) <= tonumber(ARGV[1]) then
+local limit, budget, offset = tonumber(ARGV[3]), tonumber(ARGV[4]), 0
+while #claimed < 4 * limit and offset < budget do
+  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', offset, 500)
+  if #due == 0 then break end
+  for i = 1, #due, 2 do
+    local id = due[i]
     if redis.call('SET', '{in_progress_key_prefix}' .. id, '1', 'NX', 'PX', ARGV[2]) then
       local try = redis.call('INCR', '{retry_key_prefix}' .. id)
       redis.call('EXPIRE', '{retry_key_prefix}' .. id, 88400)
       claimed[#claimed + 1] = id
-      claimed[#claimed + 1] = score
+      claimed[#claimed + 1] = due[i + 1]
       claimed[#claimed + 1] = redis.call('GET', '{job_key_prefix}' .. id)
       claimed[#claimed + 1] = try
+      if #claimed >= 4 * limit then break end
     end
   end
+  offset = offset + #due / 2
 end
 return claimed
 """
@@ -81,14 +85,26 @@ class BatchingWorker(Worker):
         self._finishing: list[tuple] = []
         self._finished: asyncio.Future | None = None
 
+    async def _poll_iteration(self) -> None:
+        """arq's poll, minus the ZRANGEBYSCORE whose ids `start_jobs` then checked one by one: the
+        claim script walks the queue itself. (Aborts and max_burst_jobs are not used here.)"""
+        if self.allow_pick_jobs and self.job_counter < self.max_jobs:
+            await self.start_jobs([])
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                task.result()
+        await self.heart_beat()
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         room = self.max_jobs - self.job_counter
-        if room <= 0 or not job_ids:
+        if room <= 0:
             return
         if self._claim is None:
             self._claim = self.pool.register_script(_CLAIM)
         reply = await self._claim(
-            keys=[self.queue_name], args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), room, *job_ids]
+            keys=[self.queue_name],
+            args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), room, self.queue_read_limit],
         )
         for i in range(0, len(reply), 4):
             await self.sem.acquire()
