@@ -271,6 +271,30 @@ def _parse(lines, feed, pending, take, reject_first, one_record_per_line: bool) 
                 reject_first(f"unparseable CSV ({exc})")
 
 
+def read_lines(path: Path, wanted: set[int]) -> dict[int, str]:
+    """The text of some (1-based) lines of a file, found by counting line breaks in large blocks."""
+    targets = sorted(wanted)
+    found: dict[int, str] = {}
+    first, carry, i = 1, b"", 0  # `first`: number of the line `carry` starts
+    with path.open("rb") as handle:
+        while i < len(targets):
+            block = handle.read(CHUNK_BYTES)
+            if not block:
+                if carry and targets[i] == first:
+                    found[first] = carry.decode("utf-8", "replace").rstrip("\r")
+                break
+            data = carry + block
+            complete = data.count(b"\n")
+            if targets[i] < first + complete:
+                parts = data.split(b"\n")
+                while i < len(targets) and targets[i] < first + complete:
+                    found[targets[i]] = parts[targets[i] - first].decode("utf-8", "replace").rstrip("\r")
+                    i += 1
+            carry = data[data.rfind(b"\n") + 1:] if complete else data
+            first += complete
+    return found
+
+
 def record_text(fields: list[str | None]) -> str:
     """One staged record written back as a CSV line (NULL as an empty field, '' as "")."""
     out = []

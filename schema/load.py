@@ -59,8 +59,8 @@ import asyncpg
 from tqdm import tqdm
 
 from schema.csv_sources import (
-    SOURCES, BadRecord, Source, SourceError, check_folder, estimate_records, file_chunks, record_text,
-    split_records,
+    SOURCES, BadRecord, Source, SourceError, check_folder, estimate_records, file_chunks, read_lines,
+    record_text, split_records,
 )
 from schema.load_sql import (
     REJECTS, SCHEMA, SavedDdl, TablePlan, drop_schema, ensure_schema, ident, plan_table, raw_columns, restored,
@@ -553,9 +553,14 @@ async def _rejects(conn: asyncpg.Connection, item: _File) -> list[Reject]:
     staged = {r["ctid"]: r for r in await conn.fetch(item.plan.staged_rows_sql(), [r["tid"] for r in rows])}
     line_of = await _line_numbers(conn, item, rows)
     columns = raw_columns(item.source)
+    raw: dict[int, str] = {}
+    if item.source.one_record_per_line:
+        # The record exactly as the file has it (typed columns would come back re-formatted).
+        raw = await asyncio.to_thread(read_lines, item.path, {line_of(row) for row in rows})
     for row in rows:
-        found.append(Reject(item.source.file, line_of(row), row["reason"],
-                            record_text([staged[row["tid"]][c] for c in columns])))
+        line = line_of(row)
+        text = raw.get(line) or record_text([staged[row["tid"]][c] for c in columns])
+        found.append(Reject(item.source.file, line, row["reason"], text))
     return found
 
 

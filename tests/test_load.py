@@ -194,6 +194,7 @@ async def test_bad_rows_are_rejected_with_file_line_and_reason(settings, empty, 
     by_line = by_line_of(rows)
     assert by_line[("reviews.csv", 8)].startswith("11,1,4,1609325851021,Abc,")
     assert by_line[("reviews.csv", 11)].endswith(",null,0")
+    assert by_line[("styles.csv", 5)] == '4,1,"Bad price",null,NaN,0'  # as the file has it
     # The first record with a duplicated id is the one kept.
     assert await db.fetchval("SELECT summary FROM reviews WHERE id = 2") == "Ok"
     assert await db.fetchval("SELECT body FROM reviews WHERE id = 1") == "Line one\nline two\nline three"
