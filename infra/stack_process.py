@@ -19,7 +19,7 @@ from pathlib import Path
 from infra.embedded import pid_alive
 from infra.settings import Settings
 
-READY_LINE = "Atelier is up"
+READY_LINE = "Ctrl-C to stop"  # the last line `up` prints once ready
 
 
 @dataclass
@@ -54,7 +54,7 @@ class RunningStack:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
-        self.output.extend(self.process.stdout.read().splitlines())
+        self.output.extend(self.process.stdout.read().decode(errors="replace").splitlines())
         return code
 
 
@@ -63,21 +63,26 @@ def start_stack(stack_settings: Settings, *args: str, timeout: float = 1800) -> 
     process = subprocess.Popen(
         [sys.executable, "-m", "infra.cli", "up", *args],
         env={**os.environ, **stack_settings.to_env()},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    output: list[str] = []
+    # Raw reads, not readline(): a buffered reader can hold the last lines while select() sees an empty pipe.
+    received = b""
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
-        while not any(READY_LINE in line for line in output):
-            if process.poll() is not None or time.monotonic() > deadline:
-                output.extend(process.stdout.read().splitlines() if process.poll() is not None else [])
+        while READY_LINE.encode() not in received:
+            if time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError("atelier up did not start:\n" + "\n".join(output))
+                break
             if selector.select(timeout=1):
-                line = process.stdout.readline()
-                if line:
-                    output.append(line.rstrip("\n"))
+                chunk = os.read(process.stdout.fileno(), 65536)
+                if not chunk:  # up exited
+                    break
+                received += chunk
+    output = received.decode(errors="replace").splitlines()
+    if READY_LINE not in received.decode(errors="replace"):
+        process.wait()
+        raise RuntimeError("atelier up did not start:\n" + "\n".join(output))
     return RunningStack(process, stack_settings, output)
 
 
