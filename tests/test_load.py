@@ -330,6 +330,24 @@ async def test_loaded_database_is_refused_unless_replace(settings, empty, tmp_pa
         assert await db.fetchval("SELECT count(*) FROM rm_styles") == 3
 
 
+async def test_a_load_that_died_half_way_is_repaired_by_the_next(settings, empty, tmp_path):
+    """Keys, indexes, foreign keys and CHECKs dropped by a load that never finished come back."""
+    from schema.load_sql import ensure_schema, save_and_drop
+
+    db = empty
+    schema_sql = """SELECT conrelid::regclass::text AS t, conname AS name, pg_get_constraintdef(oid) AS def
+                    FROM pg_constraint WHERE connamespace = 'public'::regnamespace AND contype IN ('p', 'u', 'f', 'c')
+                    UNION ALL SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"""
+    before = {tuple(r) for r in await db.fetch(schema_sql)}
+    await ensure_schema(db)
+    await save_and_drop(db, list(SOURCE_TABLES), checks_of={"characteristic_reviews", "skus"})
+    assert await db.fetchval("SELECT count(*) FROM pg_indexes WHERE tablename = 'reviews'") == 0
+
+    report = await run_load(settings, write_dataset(tmp_path / "data"), tmp_path / "rejects.jsonl", replace=True)
+    assert report.rows_rejected == 0
+    assert {tuple(r) for r in await db.fetch(schema_sql)} == before
+
+
 async def test_sequences_continue_after_the_highest_id(settings, empty, tmp_path):
     db = empty
     await run_load(settings, write_dataset(tmp_path / "data"), tmp_path / "rejects.jsonl")
