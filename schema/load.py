@@ -68,7 +68,6 @@ from schema.load_sql import (
 )
 
 SOURCE_TABLES = tuple(s.table for s in SOURCES)
-PHASES = ("prepare", "copy", "validate_insert", "index", "rejects", "analyze", "projections", "idstate")
 
 
 class LoadRefused(Exception):
