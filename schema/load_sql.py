@@ -4,9 +4,9 @@ Column types, NOT NULL, CHECK constraints and foreign keys are read from Postgre
 file's validation and insert queries are built from them: a new CHECK in a migration becomes a
 new reject reason without touching the loader.
 
-Indexes, primary keys and foreign keys of the source tables are dropped before the load and
-re-created after it from their saved catalogue definitions (pg_get_indexdef /
-pg_get_constraintdef). The definitions are kept in `atelier_load.saved_ddl` until they are back,
+Indexes, primary keys and foreign keys of the source tables (and the CHECKs of the tables COPY
+fills directly) are dropped before the load and re-created after it from their saved catalogue
+definitions (pg_get_indexdef / pg_get_constraintdef). The definitions are kept in `atelier_load.saved_ddl` until they are back,
 so a load that dies half way leaves them on record and the next load restores them.
 """
 
