@@ -56,6 +56,7 @@ def stack(settings, tmp_path_factory):
     pids = all_pids(running.state())
     assert running.stop() == 0, "\n".join(running.output)
     assert_all_gone(pids)
+    asyncio.run(empty_servers(running.settings))  # Later test modules start from empty servers, as we did.
 
 
 @pytest.fixture

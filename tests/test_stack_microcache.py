@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from infra.stack_process import start_stack
-from tests.test_stack import PRODUCT, get_json, stack_settings, until
+from tests.test_stack import PRODUCT, empty_servers, get_json, stack_settings, until
 
 MICRO_CACHE_SECONDS = 2
 
@@ -22,6 +23,8 @@ def cached_stack(settings, tmp_path_factory):
                           "--workers", "1", "--micro-cache", str(MICRO_CACHE_SECONDS))
     yield running
     assert running.stop() == 0, "\n".join(running.output)
+    assert not any(Path("/dev/shm").glob(f"atelier-micro-cache-{running.settings.port}"))  # removed at stop
+    asyncio.run(empty_servers(running.settings))
 
 
 @pytest.fixture
