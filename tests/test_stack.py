@@ -230,6 +230,30 @@ async def test_metrics_through_nginx_cover_every_process_and_move(stack, session
     assert {dict(labels)["app"] for labels in after} >= {"reader", "writer"}
 
 
+async def test_metrics_carry_the_write_path_and_cache_series(stack, session):
+    question = {"body": "Does it pill?", "name": "rae", "email": "rae@example.com", "product_id": PRODUCT}
+    async with session.post(f"{stack.url}/qa/questions", json=question) as response:
+        receipt = f"{stack.url}{response.headers['Location']}"
+
+    async def applied():
+        return (await get_json(session, receipt))[0]["status"] == "applied"
+
+    await until(applied)
+
+    async def published():
+        async with session.get(f"{stack.url}/metrics") as response:
+            text = await response.text()
+        jobs = series(text, "atelier_jobs_total")
+        lag = series(text, "atelier_apply_lag_seconds_count")
+        cache = series(text, "atelier_cache_lookups_total")
+        depth = series(text, "atelier_queue_depth")
+        return (sum(v for k, v in jobs.items() if dict(k)["app"] == "worker") >= 1 and sum(lag.values()) >= 1
+                and sum(cache.values()) >= 1 and len(depth) >= 1)
+
+    # The reader publishes its cache counters and the worker its queue depth once a second.
+    await until(published, timeout=30)
+
+
 # ------------------------------------------------------------------------------------ OpenAPI agreement
 
 
