@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -35,6 +34,7 @@ from infra.settings import Settings
 from infra.stack import SHOWCASE_PRODUCT
 from infra.stack_process import RunningStack, start_stack
 from loadtest.bench_read import wrk
+from loadtest.publish import publish
 
 RESULTS = Path(__file__).parent / "results"
 READER_COUNTS = (1, 2, 3)
@@ -186,11 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "rows": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scale.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "scale.md").write_text(markdown(report))
-    print(markdown(report))
+    publish(args.out, "scale", report, markdown(report))
     return 0
 
 
