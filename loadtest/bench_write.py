@@ -10,7 +10,8 @@ saved to `loadtest/results/write.json` and `write.md`:
    filled; the rate counts from the workers' start to their exit (start-up included).
 3. staleness: ack → first GET (through a reader process) that shows the write, p50/p99, while
    `--stale-rate` writes/s go to the writer, a worker applies them, and `--read-rate`
-   product-page GETs/s go to the reader (all three from one k6 process, k6_staleness.js). Every
+   product-page GETs/s on 1,000 products (fetched once before, as a running shop's caches would
+   hold them) go to the reader, all three from one k6 process (k6_staleness.js). Every
    tenth write is a new review that is tracked: its GET (`/reviews?product_id=…&sort=newest&count=1`)
    is polled every 10 ms from its 201 on, so the figures resolve to ~10 ms.
 
@@ -224,11 +225,27 @@ async def measure_apply(settings: Settings, workers: int = 1) -> dict:
     return figures
 
 
+async def warm(reader: str, targets_file: Path, hot: int = 1000) -> None:
+    """GET each page the read load will ask for once, as a running shop's caches would hold them."""
+    products = json.loads(targets_file.read_text())["products"][:hot]
+    paths = [p for product in products for p in (
+        f"/reviews/?product_id={product['id']}&count=1000&sort=relevant",
+        f"/reviews/meta?product_id={product['id']}", f"/qa/questions?product_id={product['id']}&count=100")]
+    log(f"warming the reader with {len(paths)} GETs")
+    async with aiohttp.ClientSession() as session:
+        async def fetch(chunk):
+            for path in chunk:
+                async with session.get(reader + path) as response:
+                    await response.read()
+        await asyncio.gather(*(fetch(paths[i::16]) for i in range(16)))
+
+
 async def measure_staleness(settings: Settings, targets_file: Path, work: Path, seconds: int, rate: int,
                             read_rate: int) -> dict:
     reader, writer, worker = App(settings, "reader"), App(settings, "writer"), App(settings, "worker")
     try:
         await asyncio.gather(reader.ready(), writer.ready())
+        await warm(reader.base, targets_file)
         log(f"staleness: {rate} writes/s for {seconds}s beside {read_rate} GETs/s")
         summary = await asyncio.to_thread(
             k6, "k6_staleness.js", work / "k6-staleness.json", WRITER=writer.base, READER=reader.base,
