@@ -39,6 +39,18 @@ async def submit_mix(client, votes: int, reviews: int) -> list[str]:
     return [r.headers["Location"].removeprefix("/writes/") for r in responses]
 
 
+async def worker_that_has_applied(db, env: dict, count: int) -> asyncio.subprocess.Process:
+    """`python -m worker` as a child process, once it has committed `count` writes."""
+    worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", env=env,
+                                                  stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+    async def applied() -> bool:
+        return await db.fetchval("SELECT count(*) FROM applied_writes") >= count
+
+    await until(applied, what=f"the worker to commit {count} writes")
+    return worker
+
+
 async def all_applied(redis, write_ids) -> bool:
     async with redis.pipeline(transaction=False) as pipe:
         for write_id in write_ids:
@@ -54,13 +66,7 @@ async def test_worker_killed_mid_batch_applies_every_write_exactly_once(aiohttp_
     write_ids = await submit_mix(client, votes=1500, reviews=300)
 
     env = {**os.environ, **settings.replace(worker_batch_size=50, worker_job_timeout=1).to_env()}
-    worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", env=env,
-                                                  stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-
-    async def some_applied() -> bool:
-        return await db.fetchval("SELECT count(*) FROM applied_writes") >= 200
-
-    await until(some_applied, what="the first batches to commit")
+    worker = await worker_that_has_applied(db, env, 200)
     worker.send_signal(signal.SIGKILL)
     await worker.wait()
     applied_at_kill = await db.fetchval("SELECT count(*) FROM applied_writes")
@@ -84,13 +90,7 @@ async def test_sigterm_lets_the_worker_finish_what_it_started(aiohttp_client, se
     client = await aiohttp_client(create_app(settings))
     write_ids = await submit_mix(client, votes=2000, reviews=0)
     env = {**os.environ, **settings.replace(worker_batch_size=50).to_env()}
-    worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", env=env,
-                                                  stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-
-    async def some_applied() -> bool:
-        return await db.fetchval("SELECT count(*) FROM applied_writes") >= 100
-
-    await until(some_applied, what="the first batches to commit")
+    worker = await worker_that_has_applied(db, env, 100)
     worker.send_signal(signal.SIGTERM)
     _, errors = await asyncio.wait_for(worker.communicate(), 60)
     assert worker.returncode == 0, errors.decode()[-2000:]
