@@ -100,7 +100,11 @@ async def listen_for_invalidations(app: web.Application) -> None:
                         local.trusted = True
                         stats.resubscribes += 1
                     elif message["type"] == "message":
-                        apply_invalidation(local, stats, message["data"])
+                        try:
+                            apply_invalidation(local, stats, message["data"])
+                        except ValueError:  # not ours to understand: forget everything, stay safe
+                            log.warning("unreadable invalidation %r; local cache cleared", message["data"][:100])
+                            local.clear()
             except (ConnectionError, OSError, aioredis.RedisError) as exc:
                 log.warning("invalidation channel lost (%s); local cache off until resubscribed", exc)
             finally:

@@ -95,3 +95,13 @@ async def test_a_stale_fill_after_an_invalidation_is_not_kept(settings):
     assert local.get(Kind.REVIEWS, 1).row.version == 20
     local.put(Row(Kind.REVIEWS, 1, 18, b"[]", 0))
     assert local.get(Kind.REVIEWS, 1).row.version == 20
+
+
+async def test_an_unreadable_invalidation_clears_the_local_cache(aiohttp_client, settings, sample, redis):  # noqa: F811
+    app, client = await started(aiohttp_client, settings)
+    await client.get("/products/1")
+    assert len(app[LOCAL]) > 0
+    await redis.publish(cache.CHANNEL, b"not an invalidation")
+    await until(lambda: len(app[LOCAL]) == 0, "the local cache to be cleared")
+    assert app[LOCAL].trusted
+    assert (await client.get("/products/1")).status == 200
