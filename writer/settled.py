@@ -2,9 +2,10 @@
 
 One Pub/Sub subscription per writer process listens to the channel on which the worker announces
 settled write ids (one message per batch); each waiting request holds a future keyed by its write
-id. A waiter registers first and then reads its receipt once, so a write settled before the
-subscription saw it is not missed; if the subscription is down the wait simply runs out and the
-answer is the same `201`/`204` it would have been without the preference.
+id. A waiter registers first and then reads its receipt, and reads it again every second it keeps
+waiting, so a write settled before (or while) the subscription was not listening is not missed;
+if Redis is down the wait simply runs out and the answer is the same `201`/`204` it would have
+been without the preference.
 """
 
 from __future__ import annotations
@@ -53,7 +54,11 @@ class SettledWaiters:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(protocol.SETTLED_CHANNEL)
-                async for message in pubsub.listen():
+                while True:
+                    # A bounded read: an idle channel is not an error (the client's socket timeout is).
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None:
+                        continue
                     for write_id in message["data"].decode().split():
                         future = self._waiters.get(write_id)
                         if future and not future.done():
@@ -66,15 +71,24 @@ class SettledWaiters:
 
     async def wait(self, write_id: str, seconds: float) -> bool:
         """True once the write is applied or rejected; False if `seconds` passed first."""
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._waiters[write_id] = future
+        deadline = loop.time() + seconds
         try:
-            status = await self._redis.hget(protocol.receipt_key(write_id), "status")
-            if status not in (None, b"queued"):
-                return True
-            await asyncio.wait_for(future, seconds)
-            return True
-        except asyncio.TimeoutError:
+            while True:
+                status = await self._redis.hget(protocol.receipt_key(write_id), "status")
+                if status not in (None, b"queued"):
+                    return True
+                left = deadline - loop.time()
+                if left <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), min(left, 1.0))
+                    return True
+                except asyncio.TimeoutError:
+                    continue
+        except (RedisError, OSError):
             return False
         finally:
             self._waiters.pop(write_id, None)
