@@ -36,6 +36,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
+from redis.exceptions import BusyLoadingError
 
 from infra.embedded import free_port
 from infra.services import ensure_services
@@ -56,7 +57,25 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------- set-up
 
 
+async def redis_loaded(url: str, timeout: float = 300) -> None:
+    """Wait while a Redis that just started replays its append-only file (it answers LOADING)."""
+    client = aioredis.from_url(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                await client.ping()
+                return
+            except BusyLoadingError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    finally:
+        await client.aclose()
+
+
 async def ensure_data(settings: Settings, data: Path, fresh: bool) -> None:
+    await redis_loaded(settings.redis_url)
     await migrate_url(settings.database_url)
     conn = await asyncpg.connect(settings.database_url)
     try:
@@ -225,6 +244,19 @@ async def measure_apply(settings: Settings, workers: int = 1) -> dict:
     return figures
 
 
+async def settle_database(settings: Settings) -> None:
+    """Vacuum what the apply phase churned and checkpoint, so the staleness phase does not meet
+    autovacuum and a checkpoint that phase 2 left behind."""
+    log("vacuum and checkpoint after the apply phase")
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute("VACUUM (ANALYZE) reviews, questions, answers, applied_writes, rm_reviews, rm_meta, "
+                           "rm_questions, rm_answers")
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
 async def warm(reader: str, targets_file: Path, hot: int = 1000) -> None:
     """GET each page the read load will ask for once, as a running shop's caches would hold them."""
     products = json.loads(targets_file.read_text())["products"][:hot]
@@ -361,6 +393,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         finally:
             writer.stop()
         applied = await measure_apply(settings, args.workers)
+        await settle_database(settings)
         staleness = await measure_staleness(settings, targets_file, work, args.stale_seconds, args.stale_rate,
                                             args.read_rate)
         conn = await asyncpg.connect(settings.database_url)
