@@ -58,9 +58,7 @@ async def apply_write(ctx: dict, wire: dict, request_id: str = "") -> str:
         outcome = await asyncio.wait_for(
             asyncio.shield(batcher.submit(ctx["job_id"], protocol.from_wire(wire))), ctx["job_timeout"]
         )
-    except Transient:
-        raise Retry(defer=backoff(ctx["job_try"])) from None
-    except asyncio.TimeoutError:
+    except (Transient, asyncio.TimeoutError):  # PostgreSQL away, or a batch slower than job_timeout
         raise Retry(defer=backoff(ctx["job_try"])) from None
     if outcome.status == "rejected":
         log.warning("write %s (request %s) rejected: %s", ctx["job_id"], request_id, outcome.error)
