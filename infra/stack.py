@@ -100,6 +100,8 @@ class Stack:
     async def start(self) -> None:
         if control_socket(self.settings).exists() and await _control_alive(control_socket(self.settings)):
             raise RuntimeError(f"a stack already runs on {self.settings.data_dir} (atelier scale talks to it)")
+        if port_open(self.settings.port, self.settings.host):
+            raise RuntimeError(f"port {self.settings.port} is already in use (ATELIER_PORT or --port picks another)")
         self.services = await asyncio.to_thread(ensure_services, self.settings)
         self.child_settings = self.settings.replace(
             database_url=self.services.database_url,
@@ -122,7 +124,14 @@ class Stack:
             self.workers.append(worker)
         self.nginx = Nginx(self._nginx_config())
         self.nginx.start()
-        await _wait_for(lambda: port_open(self.settings.port, self.settings.host), 30, "nginx to listen")
+
+        def nginx_serving() -> bool:
+            if self.nginx.process.poll() is not None:
+                raise RuntimeError(f"nginx exited at start (port {self.settings.port} taken?); "
+                                   f"see {self.nginx.config.error_log_target}")
+            return bool(self.nginx.worker_pids()) and port_open(self.settings.port, self.settings.host)
+
+        await _wait_for(nginx_serving, 30, "nginx to listen")
         self.control = await asyncio.start_unix_server(self._handle_control, path=str(control_socket(self.settings)))
         self._write_state()
 

@@ -4,6 +4,8 @@ when it stops — but servers it found already running under the data folder are
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from infra.embedded import free_port
@@ -39,3 +41,12 @@ def test_up_leaves_running_the_embedded_servers_it_reused(own_servers_settings):
     finally:
         services.stop_started()
     assert running(own_servers_settings) == {"postgres": False, "redis": False}
+
+
+def test_up_refuses_a_port_already_in_use(own_servers_settings):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", own_servers_settings.port))
+        taken.listen()
+        with pytest.raises(RuntimeError, match="already in use"):
+            start_stack(own_servers_settings, "--no-demo", timeout=120)
+    assert running(own_servers_settings) == {"postgres": False, "redis": False}  # Nothing was left behind.
