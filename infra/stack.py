@@ -45,6 +45,7 @@ EXAMPLE_PATHS = (
 )
 _UNIX_PATH_MAX = 100  # sun_path holds 108 bytes; past that a reader listens on a loopback port instead.
 RESTART_BACKOFF_MAX = 5.0
+STABLE_SECONDS = 30.0  # a child that ran this long before dying is restarted without the accumulated back-off
 
 
 def run_dir(settings: Settings) -> Path:
@@ -266,10 +267,13 @@ class Stack:
         backoff = 0.25
         while True:
             process = child.process
+            started = time.monotonic()
             code = await process.wait()
             _mark_metrics_dead(self.run_dir / "metrics", process.pid)
             if child.retiring or self.stopping:
                 return
+            if time.monotonic() - started > STABLE_SECONDS:
+                backoff = 0.25  # It had been running fine: this is a fresh failure, not a crash loop.
             child.restarts += 1
             print(f"{child.name} (pid {process.pid}) exited with {code}; restarting in {backoff:.2f}s", flush=True)
             await asyncio.sleep(backoff)  # Back off so a child that cannot start does not spin the CPU.
