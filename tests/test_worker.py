@@ -181,3 +181,16 @@ async def test_a_write_postgres_refuses_is_rejected_alone(writer, db, settings):
     assert refused["status"] == "rejected" and "CheckViolation" in refused["error"]
     assert await db.fetchval("SELECT count(*) FROM questions WHERE body = 'poison'") == 0
     assert await db.fetchval("SELECT count(*) FROM questions WHERE asker_name = 'kim'") == 3
+
+
+async def test_applied_write_ids_are_forgotten_after_a_week(writer, db, settings):
+    await db.execute(
+        "INSERT INTO applied_writes (write_id, applied_at, status) VALUES "
+        "('00000000-0000-0000-0000-000000000001', now() - interval '8 days', 'applied'), "
+        "('00000000-0000-0000-0000-000000000002', now() - interval '6 days', 'applied')"
+    )
+    assert (await writer.put("/reviews/1/helpful")).status == 204
+    await drain(settings)
+    kept = {r["write_id"].int for r in await db.fetch("SELECT write_id FROM applied_writes WHERE applied_at < now() - interval '1 day'")}
+    assert kept == {2}
+    assert await db.fetchval("SELECT count(*) FROM applied_writes") == 2

@@ -38,6 +38,8 @@ from worker.apply import BatchResult, Outcome, apply_batch, record_outcomes, rej
 from worker.protocol import Mutation
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY_S = 3600
+KEEP_APPLIED = "7 days"
 
 _TRANSIENT_PG = (
     asyncpg.PostgresConnectionError,
@@ -98,6 +100,7 @@ class Batcher:
         self._full = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.applied = 0
+        self._pruned_at = 0.0
         self._settle_script = redis.register_script(_SETTLE)
 
     def start(self) -> None:
@@ -158,11 +161,24 @@ class Batcher:
                         future.set_exception(Transient(f"{type(exc).__name__}: {exc}"))
             return
         self.applied += len(writes)
+        await self._prune_applied_writes()
         log.debug("applied %d writes in %.1f ms", len(writes), (time.perf_counter() - started) * 1000)
         for write_id, (_, futures) in batch.items():
             for future in futures:
                 if not future.done():
                     future.set_result(outcomes[write_id])
+
+    async def _prune_applied_writes(self) -> None:
+        """Forget applied write ids older than a week, at most once an hour: a job re-runs within
+        minutes of its first run (its in-progress key expires), never a week later."""
+        if time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = time.monotonic()
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(f"DELETE FROM applied_writes WHERE applied_at < now() - interval '{KEEP_APPLIED}'")
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("could not prune applied_writes: %s", exc)
 
     async def _apply(self, writes: list[tuple[str, Mutation]]) -> dict[str, Outcome]:
         try:
