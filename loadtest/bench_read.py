@@ -41,6 +41,7 @@ from infra.embedded import free_port, wait_until, port_open
 from infra.services import ensure_services
 from infra.settings import Settings
 from projections import bulk, cache
+from loadtest.publish import publish
 from schema.migrate import migrate_url
 
 HERE = Path(__file__).parent
@@ -420,11 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS), help="folder for read.json and read.md")
     args = parser.parse_args(argv)
     results = asyncio.run(main_async(args))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "read.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "read.md").write_text(markdown(results))
-    print(markdown(results))
+    publish(args.out, "read", results, markdown(results))
     return 0
 
 
