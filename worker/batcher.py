@@ -39,6 +39,7 @@ from worker.protocol import Mutation
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600
+PUBLISHING = 2
 KEEP_APPLIED = "7 days"
 
 _TRANSIENT_PG = (
@@ -99,6 +100,8 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._slots = asyncio.Semaphore(PUBLISHING)
+        self._publishing: set[asyncio.Task] = set()
         self.applied = 0
         self._pruned_at = 0.0
         self._settle_script = redis.register_script(_SETTLE)
@@ -108,11 +111,12 @@ class Batcher:
 
     async def stop(self) -> None:
         """Finish what is pending, then stop (SIGTERM: the current batch is applied, not dropped)."""
-        while self._pending:
-            await self._flush(self._take())
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(*self._publishing, return_exceptions=True)
+        while self._pending:
+            await self._flush(self._take(), asyncio.Event())
 
     async def submit(self, write_id: str, mutation: Mutation) -> Outcome:
         future = asyncio.get_running_loop().create_future()
@@ -141,15 +145,32 @@ class Batcher:
                     await asyncio.wait_for(self._full.wait(), self._wait)
                 except asyncio.TimeoutError:
                     pass
-            await self._flush(self._take())
+            # The next batch's transaction starts as soon as this one has committed; its publishing
+            # (Redis) overlaps that transaction. At most PUBLISHING batches are past COMMIT at once.
+            await self._slots.acquire()
+            committed = asyncio.Event()
+            task = asyncio.create_task(self._flush(self._take(), committed))
+            self._publishing.add(task)
+            task.add_done_callback(self._published)
+            await committed.wait()
 
-    async def _flush(self, batch: dict[str, tuple[Mutation, list[asyncio.Future]]]) -> None:
+    def _published(self, task: asyncio.Task) -> None:
+        self._publishing.discard(task)
+        self._slots.release()
+
+    async def _flush(self, batch: dict[str, tuple[Mutation, list[asyncio.Future]]], committed: asyncio.Event) -> None:
+        try:
+            await self._flush_batch(batch, committed)
+        finally:
+            committed.set()
+
+    async def _flush_batch(self, batch, committed: asyncio.Event) -> None:
         if not batch:
             return
         writes = [(write_id, mutation) for write_id, (mutation, _) in batch.items()]
         started = time.perf_counter()
         try:
-            outcomes = await self._apply(writes)
+            outcomes = await self._apply(writes, committed)
         except Exception as exc:  # resolved into every job of the batch; arq decides about retries
             if not is_transient(exc):
                 log.exception("batch of %d writes failed", len(writes))
@@ -180,9 +201,10 @@ class Batcher:
         except (asyncpg.PostgresError, OSError) as exc:
             log.warning("could not prune applied_writes: %s", exc)
 
-    async def _apply(self, writes: list[tuple[str, Mutation]]) -> dict[str, Outcome]:
+    async def _apply(self, writes: list[tuple[str, Mutation]], committed: asyncio.Event) -> dict[str, Outcome]:
         try:
             result, rows = await self._commit(writes)
+            committed.set()
         except asyncpg.PostgresError as exc:
             if not is_write_fault(exc):
                 raise
@@ -193,7 +215,7 @@ class Batcher:
                 log.warning("batch failed (%s); applying its %d writes one by one", exc, len(writes))
                 outcomes = {}
                 for write in writes:
-                    outcomes.update(await self._apply([write]))
+                    outcomes.update(await self._apply([write], asyncio.Event()))
                 return outcomes
         await projections.cache.publish(self._redis, rows)
         await self._settle(result)
