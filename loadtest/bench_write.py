@@ -41,6 +41,7 @@ from redis.exceptions import BusyLoadingError
 from infra.embedded import free_port
 from infra.services import ensure_services
 from infra.settings import Settings
+from loadtest.publish import publish
 from projections import drift, idstate
 from schema.migrate import migrate_url
 from worker import protocol
@@ -442,10 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the apps without their JSON request log")
     args = parser.parse_args(argv)
     results = asyncio.run(main_async(args))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "write.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "write.md").write_text(markdown(results))
-    print(markdown(results))
+    publish(RESULTS, "write", results, markdown(results))
     return 0
 
 
