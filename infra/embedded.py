@@ -275,7 +275,8 @@ class EmbeddedRedis:
             capture_output=True,
         )
         (self.root / "redis.port").write_text(str(self.port))
-        wait_until(lambda: port_open(self.port), 30, "embedded Redis to accept connections")
+        # The daemon writes its pidfile a moment after it listens; reuse needs both.
+        wait_until(lambda: self.running_pid() is not None, 30, "embedded Redis to accept connections")
         return True
 
     def stop(self) -> None:

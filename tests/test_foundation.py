@@ -52,18 +52,18 @@ async def test_schema_protects_the_data(db):
     async with db.transaction():
         await db.execute(
             "INSERT INTO products (id, name, slogan, description, category, default_price) "
-            "VALUES (999001, 'n', 's', 'd', 'c', 10)"
+            "VALUES (2147482000, 'n', 's', 'd', 'c', 10)"
         )
         with pytest.raises(asyncpg.CheckViolationError):
             async with db.transaction():
                 await db.execute(
-                    "INSERT INTO reviews (product_id, rating, date, summary, body, recommend, "
-                    "reviewer_name, reviewer_email) VALUES (999001, 6, now(), '', 'b', true, 'n', 'e')"
+                    "INSERT INTO reviews (id, product_id, rating, date, summary, body, recommend, "
+                    "reviewer_name, reviewer_email) VALUES (2147483000, 2147482000, 6, now(), '', 'b', true, 'n', 'e')"
                 )
         with pytest.raises(asyncpg.ForeignKeyViolationError):
             async with db.transaction():
-                await db.execute("INSERT INTO features (product_id, feature) VALUES (123456789, 'x')")
-        await db.execute("DELETE FROM products WHERE id = 999001")
+                await db.execute("INSERT INTO features (id, product_id, feature) VALUES (2147483000, 123456789, 'x')")
+        await db.execute("DELETE FROM products WHERE id = 2147482000")
 
 
 def test_embedded_servers_start_are_reused_and_stop(tmp_path):
