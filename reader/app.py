@@ -31,6 +31,7 @@ LOCAL = web.AppKey("local", LocalCache)
 RESUBSCRIBE_DELAY = 0.5
 FULL_COLLECTION_SECONDS = 300
 PREOPENED_CONNECTIONS = 8
+POOL_CLOSE_SECONDS = 5
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
@@ -54,7 +55,13 @@ async def _connections(app: web.Application):
     with contextlib.suppress(asyncio.CancelledError):
         await opening
     await redis.close()
-    await pool.close()
+    try:
+        # A graceful close waits for every acquired connection; one that a cancelled task never
+        # gave back must not keep the process from exiting.
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_SECONDS)
+    except asyncio.TimeoutError:
+        log.warning("PostgreSQL pool did not close within %ss; terminating it", POOL_CLOSE_SECONDS)
+        pool.terminate()
 
 
 async def _open_some(pool: asyncpg.Pool, count: int) -> None:
@@ -67,8 +74,8 @@ async def _open_some(pool: asyncpg.Pool, count: int) -> None:
     except PG_UNAVAILABLE as exc:
         log.warning("could not pre-open PostgreSQL connections: %s", exc)
     finally:
-        for conn in held:
-            await pool.release(conn)
+        # Shielded: a cancellation arriving mid-release must not strand the remaining connections.
+        await asyncio.shield(asyncio.gather(*(pool.release(conn) for conn in held)))
 
 
 def apply_invalidation(local: LocalCache, stats: Stats, data: bytes) -> None:
