@@ -194,3 +194,15 @@ async def test_applied_write_ids_are_forgotten_after_a_week(writer, db, settings
     kept = {r["write_id"].int for r in await db.fetch("SELECT write_id FROM applied_writes WHERE applied_at < now() - interval '1 day'")}
     assert kept == {2}
     assert await db.fetchval("SELECT count(*) FROM applied_writes") == 2
+
+
+async def test_the_request_id_follows_a_write_into_the_workers_log(writer, settings, capfdbinary):
+    response = await writer.post("/reviews", json=REVIEW, headers={"X-Request-Id": "trace-42"})
+    assert response.status == 201
+    capfdbinary.readouterr()
+    assert await drain(settings.replace(log_json=True, access_log=True)) == 1
+    events = [orjson.loads(line) for line in capfdbinary.readouterr().out.splitlines() if line.startswith(b"{")]
+    applied = [e for e in events if e.get("app") == "worker" and e.get("request_id") == "trace-42"]
+    assert len(applied) == 1
+    assert applied[0]["event"] == "applied" and applied[0]["kind"] == "review"
+    assert applied[0]["write_id"] == response.headers["Location"].rsplit("/", 1)[1]

@@ -37,7 +37,7 @@ from arq import Retry
 from arq.connections import RedisSettings
 from arq.worker import func
 
-from infra.observability import metrics_for
+from infra.observability import JsonLog, metrics_for
 from infra.settings import Settings
 from worker import protocol
 from worker.arq_batching import BatchingWorker
@@ -62,10 +62,21 @@ async def apply_write(ctx: dict, wire: dict, request_id: str = "") -> str:
         raise Retry(defer=backoff(ctx["job_try"])) from None
     if outcome.status == "rejected":
         log.warning("write %s (request %s) rejected: %s", ctx["job_id"], request_id, outcome.error)
+    lag = time.time() - ctx["enqueue_time"].timestamp()
     metrics = ctx["metrics"]
     metrics.job(wire["kind"], outcome.status)
-    metrics.observe_apply_lag(wire["kind"], time.time() - ctx["enqueue_time"].timestamp())
+    metrics.observe_apply_lag(wire["kind"], lag)
+    if ctx["events"] is not None:
+        # The request id nginx gave the POST/PUT, so one id follows a write from nginx to here.
+        ctx["events"].event(outcome.status, write_id=ctx["job_id"], request_id=request_id, kind=wire["kind"],
+                            lag_ms=round(lag * 1000, 1), error=outcome.error)
     return outcome.status
+
+
+async def _flush_events(events: JsonLog) -> None:
+    while True:
+        await asyncio.sleep(1)
+        events.flush()
 
 
 async def _report_queue_depth(ctx: dict) -> None:
@@ -80,6 +91,10 @@ async def startup(ctx: dict) -> None:
     settings: Settings = ctx["settings"]
     ctx["metrics"] = metrics_for(settings, "worker")
     ctx["queue_depth"] = asyncio.create_task(_report_queue_depth(ctx))
+    # One JSON line per applied or rejected write, under the same switch as the apps' request logs.
+    ctx["events"] = JsonLog("worker", settings.log_json) if settings.access_log else None
+    if ctx["events"] is not None:
+        ctx["event_flush"] = asyncio.create_task(_flush_events(ctx["events"]))
     # min_size=0: the worker starts (and keeps its queue) even while PostgreSQL is down.
     ctx["pg"] = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=4)
     ctx["batcher"] = Batcher(
@@ -89,8 +104,9 @@ async def startup(ctx: dict) -> None:
 
 
 async def shutdown(ctx: dict) -> None:
-    if "queue_depth" in ctx:
-        ctx["queue_depth"].cancel()
+    for task in ("queue_depth", "event_flush"):
+        if task in ctx:
+            ctx[task].cancel()
     if "batcher" in ctx:
         try:
             await ctx["batcher"].stop()
@@ -98,6 +114,8 @@ async def shutdown(ctx: dict) -> None:
             log.exception("could not finish the pending batch")
     if "pg" in ctx:
         await ctx["pg"].close()
+    if ctx.get("events") is not None:
+        ctx["events"].flush()
 
 
 class WorkerSettings:
