@@ -167,10 +167,24 @@ def test_atelier_nginx_runs_the_same_config_for_upstreams_reached_by_address(tmp
     )
     try:
         wait_until(lambda: port_open(port), 10, "atelier nginx to listen")
-        with pytest.raises(urllib.error.HTTPError) as error:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/products/1", timeout=10)
-        assert error.value.code == 503
-        assert json.loads(error.value.read()) == {"error": "service unavailable, retry shortly", "field": None}
+        error = None
+
+        def answered() -> bool:
+            # The port can open before nginx serves on it (its config check binds it briefly), so a
+            # reset connection means "not yet", not an answer.
+            nonlocal error
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/products/1", timeout=10)
+            except urllib.error.HTTPError as exc:
+                error = exc
+                return True
+            except (ConnectionError, urllib.error.URLError):
+                return False
+            raise AssertionError("a request with no upstream up was answered with a success")
+
+        wait_until(answered, 10, "atelier nginx to answer")
+        assert error.code == 503
+        assert json.loads(error.read()) == {"error": "service unavailable, retry shortly", "field": None}
         text = (tmp_path / "nginx.conf").read_text()
         assert "server 127.0.0.1:1 " in text and "server 127.0.0.1:2 " in text and "proxy_cache atelier_micro;" in text
     finally:
