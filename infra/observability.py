@@ -15,6 +15,7 @@ registry and is scraped directly.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import os
 import sys
@@ -63,18 +64,33 @@ class Metrics:
                                ["app", "reason"], **reg)
         self.jobs = Counter("atelier_jobs_total", "Write jobs by outcome (applied, rejected, retried)",
                             ["app", "kind", "outcome"], **reg)
-        self._request_children: dict[tuple, tuple] = {}
+        # (route, method, status) → [count, seconds, per-bucket counts] not yet in the series.
+        self._pending_requests: dict[tuple, list] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        children = self._request_children.get(key)
-        if children is None:
-            # .labels() costs a lock and a dict lookup per call; bind each combination once.
-            children = (self.requests.labels(self.app_name, route, method, str(status)),
-                        self.latency.labels(self.app_name, route, method))
-            self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        """Count in plain Python on the request path; `publish_requests` folds the counts into the series.
+
+        Every prometheus_client update takes a lock and, in multiprocess mode, checks the pid and
+        writes a memory-mapped file: per request that was 13 % of a reader's CPU.
+        """
+        pending = self._pending_requests.get((route, method, status))
+        if pending is None:
+            pending = self._pending_requests[(route, method, status)] = [0, 0.0, [0] * (len(LATENCY_BUCKETS) + 1)]
+        pending[0] += 1
+        pending[1] += seconds
+        pending[2][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+
+    def publish_requests(self) -> None:
+        """Fold the counted requests into the Prometheus series (once a second, and before a scrape)."""
+        pending, self._pending_requests = self._pending_requests, {}
+        for (route, method, status), (count, seconds, buckets) in pending.items():
+            self.requests.labels(self.app_name, route, method, str(status)).inc(count)
+            histogram = self.latency.labels(self.app_name, route, method)
+            # Histogram has no public bulk observe; its per-bucket counters are the same values observe() adds to.
+            histogram._sum.inc(seconds)
+            for index, n in enumerate(buckets):
+                if n:
+                    histogram._buckets[index].inc(n)
 
     def cache_lookup(self, layer: str, hit: bool, n: int = 1) -> None:
         self.cache.labels(self.app_name, layer, "hit" if hit else "miss").inc(n)
@@ -96,6 +112,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The Prometheus text of this process, or of every process sharing the multiprocess folder."""
+        self.publish_requests()
         if self.multiprocess_dir:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
@@ -251,6 +268,7 @@ def setup_observability(app: web.Application, settings: Settings, app_name: str)
     if log is not None:
         app[LOG] = log
         app.cleanup_ctx.append(log.flush_task)
+    app.cleanup_ctx.append(every(1.0, metrics.publish_requests))
     app.middlewares.insert(0, observability_middleware(metrics, log))
     app.router.add_get("/metrics", metrics_handler)
     return metrics

@@ -111,6 +111,7 @@ from infra.observability import Metrics
 m = Metrics("reader", {dir!r})
 for _ in range({n}):
     m.observe_request("/products/{{product_id}}", "GET", 200, 0.001)
+m.publish_requests()
 m.set_queue_depth({n})
 """
 
