@@ -995,21 +995,26 @@ def review_rows(writer: Writer, plan: ChunkPlan, rng: random.Random) -> ChunkRow
     return ChunkRows(records)
 
 
-def review_photo_rows(writer: Writer, plan: ChunkPlan, rng: random.Random) -> ChunkRows:
-    urls = writer.text.photo_urls
-    bits = rng.getrandbits
-    review_id = writer.layout.first_id("reviews", plan.chunk)
-    next_id = writer.layout.first_id("reviews_photos", plan.chunk)
-    records = []
-    for count in plan.reviews.n_photos:
-        for _ in range(count):
-            records.append(f'{next_id},{review_id},"{urls[bits(12)]}"')
+def content_photo_rows(parent: str, table: str):
+    """Rows of reviews_photos or answers_photos: both files are `id,<parent>_id,"url"` with the same quirks."""
+
+    def rows(writer: Writer, plan: ChunkPlan, rng: random.Random) -> ChunkRows:
+        urls = writer.text.photo_urls
+        bits = rng.getrandbits
+        parent_id = writer.layout.first_id(parent, plan.chunk)
+        next_id = writer.layout.first_id(table, plan.chunk)
+        records = []
+        for count in getattr(plan, parent).n_photos:
+            for _ in range(count):
+                records.append(f'{next_id},{parent_id},"{urls[bits(12)]}"')
+                next_id += 1
+            parent_id += 1
+        for _ in plan.extras[table]:
+            records.append(f'{next_id},{writer.missing_id(parent, rng)},"{urls[bits(12)]}"')
             next_id += 1
-        review_id += 1
-    for _ in plan.extras["reviews_photos"]:
-        records.append(f'{next_id},{writer.missing_id("reviews", rng)},"{urls[bits(12)]}"')
-        next_id += 1
-    return ChunkRows(records)
+        return ChunkRows(records)
+
+    return rows
 
 
 def characteristic_rows(writer: Writer, plan: ChunkPlan, rng: random.Random) -> ChunkRows:
@@ -1111,23 +1116,6 @@ def answer_rows(writer: Writer, plan: ChunkPlan, rng: random.Random) -> ChunkRow
     return ChunkRows(records)
 
 
-def answer_photo_rows(writer: Writer, plan: ChunkPlan, rng: random.Random) -> ChunkRows:
-    urls = writer.text.photo_urls
-    bits = rng.getrandbits
-    answer_id = writer.layout.first_id("answers", plan.chunk)
-    next_id = writer.layout.first_id("answers_photos", plan.chunk)
-    records = []
-    for count in plan.answers.n_photos:
-        for _ in range(count):
-            records.append(f'{next_id},{answer_id},"{urls[bits(12)]}"')
-            next_id += 1
-        answer_id += 1
-    for _ in plan.extras["answers_photos"]:
-        records.append(f'{next_id},{writer.missing_id("answers", rng)},"{urls[bits(12)]}"')
-        next_id += 1
-    return ChunkRows(records)
-
-
 ROW_BUILDERS = {
     "product": product_rows,
     "features": feature_rows,
@@ -1137,12 +1125,12 @@ ROW_BUILDERS = {
     "related": related_rows,
     "cart": cart_rows,
     "reviews": review_rows,
-    "reviews_photos": review_photo_rows,
+    "reviews_photos": content_photo_rows("reviews", "reviews_photos"),
     "characteristics": characteristic_rows,
     "characteristic_reviews": characteristic_review_rows,
     "questions": question_rows,
     "answers": answer_rows,
-    "answers_photos": answer_photo_rows,
+    "answers_photos": content_photo_rows("answers", "answers_photos"),
 }
 # Relative CPU cost of a row, to hand the slowest files out first.
 ROW_COST = {"product": 4, "features": 1.2, "styles": 1.2, "photos": 1, "skus": 0.7, "related": 0.8, "cart": 1,
