@@ -2,7 +2,10 @@
 
 Layout: one hash per product (`atelier:rm:p:<id>`, one field per kind) and one per question
 (`atelier:rm:q:<id>`), so a reader that misses its local cache fetches every model of the product
-page in one round trip. A field holds `b"<version> <items>\\n" + body`.
+page in one round trip. A field holds `b"<version> <items>\\n" + body` for a small body, and
+`b"<version> <items> <size> <crc>\\n" + deflated body` for one of `PACK_MIN_BYTES` or more
+(`projections.packed`): a quarter of the memory and of the bytes a reader pulls, and gzip
+responses are assembled from it without compressing.
 
 Every hash carries a TTL: Redis runs with `volatile-lru`, which evicts only keys that have one,
 and these are caches — PostgreSQL holds the truth.
@@ -18,9 +21,10 @@ worker) or the reader's lean pipelined client.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from projections.kinds import PRODUCT_KINDS, TABLES, Kind
+from projections.packed import PACK_MIN_BYTES, Packed, pack, unpack
 from projections.store import Row
 
 TTL_SECONDS = 24 * 3600
@@ -57,32 +61,64 @@ def field(kind: Kind) -> bytes:
     return b"%d" % kind
 
 
-def encode(row: Row) -> bytes:
-    return b"%d %d\n" % (row.version, row.items) + row.body
+class Cached(NamedTuple):
+    """A model as Redis holds it: small bodies plain, the others deflated."""
+
+    kind: Kind
+    key: int
+    version: int
+    items: int
+    plain: bytes | None
+    packed: Packed | None
+
+    @property
+    def size(self) -> int:
+        return self.packed.size if self.packed is not None else len(self.plain)
+
+    @property
+    def body(self) -> bytes:
+        return self.plain if self.packed is None else unpack(self.packed)
 
 
-def decode(kind: Kind, key: int, value: bytes) -> Row:
+def hold(row: Row) -> Cached:
+    """The cached form of a stored row (deflating the body when it is large enough to be worth it)."""
+    if len(row.body) < PACK_MIN_BYTES:
+        return Cached(row.kind, row.key, row.version, row.items, row.body, None)
+    return Cached(row.kind, row.key, row.version, row.items, None, pack(row.body))
+
+
+def encode(model: Cached) -> bytes:
+    if model.packed is None:
+        return b"%d %d\n" % (model.version, model.items) + model.plain
+    packed = model.packed
+    return b"%d %d %d %d\n" % (model.version, model.items, packed.size, packed.crc) + packed.deflated
+
+
+def decode(kind: Kind, key: int, value: bytes) -> Cached:
     head, _, body = value.partition(b"\n")
-    version, items = head.split(b" ")
-    return Row(kind, key, int(version), body, int(items))
+    fields = head.split(b" ")
+    if len(fields) == 2:
+        return Cached(kind, key, int(fields[0]), int(fields[1]), body, None)
+    version, items, size, crc = map(int, fields)
+    return Cached(kind, key, version, items, None, Packed(body, size, crc))
 
 
-def decode_hash(key: int, flat: list[bytes]) -> dict[Kind, Row]:
-    """An HGETALL reply (field, value, field, value, …) as rows by kind."""
-    rows = {}
+def decode_hash(key: int, flat: list[bytes]) -> dict[Kind, Cached]:
+    """An HGETALL reply (field, value, field, value, …) as cached models by kind."""
+    models = {}
     for i in range(0, len(flat), 2):
         kind = Kind(int(flat[i]))
-        rows[kind] = decode(kind, key, flat[i + 1])
-    return rows
+        models[kind] = decode(kind, key, flat[i + 1])
+    return models
 
 
-async def store(redis, rows: Iterable[Row], ttl: int = TTL_SECONDS) -> int:
-    """Write rows whose version is newer than what Redis holds; return how many were written."""
+async def store(redis, models: Iterable[Cached], ttl: int = TTL_SECONDS) -> int:
+    """Write models whose version is newer than what Redis holds; return how many were written."""
     keys: list[bytes] = []
     args: list[bytes | int] = [ttl]
-    for row in rows:
-        keys.append(hash_key(row.kind, row.key))
-        args += [field(row.kind), row.version, encode(row)]
+    for model in models:
+        keys.append(hash_key(model.kind, model.key))
+        args += [field(model.kind), model.version, encode(model)]
     if not keys:
         return 0
     return int(await redis.execute_command("EVAL", _COMPARE_AND_SET, len(keys), *keys, *args))
@@ -107,7 +143,7 @@ async def publish(redis, rows: list[Row], ttl: int = TTL_SECONDS) -> None:
     """After the worker's commit: store newer versions in Redis, then tell readers to drop old copies."""
     if not rows:
         return
-    await store(redis, rows, ttl)
+    await store(redis, [hold(row) for row in rows], ttl)
     await redis.execute_command("PUBLISH", CHANNEL, invalidation(rows))
 
 
@@ -153,12 +189,12 @@ async def warm(conn, redis, budget_bytes: int | None = None, batch: int = 100, t
                 sent_bytes += len(body)
             products += 1
             if products % batch == 0:
-                await store(redis, rows, ttl)
+                await store(redis, [hold(row) for row in rows], ttl)
                 models += len(rows)
                 rows = []
             if budget_bytes is not None and sent_bytes >= budget_bytes:
                 break
     if rows:
-        await store(redis, rows, ttl)
+        await store(redis, [hold(row) for row in rows], ttl)
         models += len(rows)
     return {"products": products, "models": models, "bytes": sent_bytes}

@@ -1,8 +1,10 @@
 """The reader's in-process cache: read models by (kind, key), each with its rendered responses.
 
-A model entry holds the row (version, items, body) and, per normalized request (sort, page,
-count), the response bytes already rendered, their ETag and, once asked for, their gzip — so
-the storefront's repeated requests are answered without touching JSON at all.
+A model entry holds the model as Redis holds it (version, items, a small body plain or a large
+one deflated) and, per normalized request (sort, page, count), the response already rendered:
+its ETag, and its plain and gzip bytes as each is first asked for. A response that is the stored
+body, bare or inside its list envelope, is never decoded as JSON and never compressed here: its
+gzip is assembled from the deflated body (`projections.packed`).
 
 Staleness guards:
 - an invalidation for (kind, key, version) drops older copies and leaves a *floor* behind, so a
@@ -17,40 +19,30 @@ from __future__ import annotations
 import collections
 import zlib
 
+from projections.cache import Cached
 from projections.kinds import Kind
-from projections.store import Row
+from projections.packed import LEVEL, PACK_MIN_BYTES, gzip_member, unpack
 
 MAX_VARIANTS = 16
 MAX_PAGES = 1024
-GZIP_MIN_BYTES = 4096
-# Level 1: a third of level 6's CPU for a few percent more bytes; misses compress on the request path.
-GZIP_LEVEL = 1
-
-
-class Rendered:
-    """One response body, its strong ETag and (lazily) its gzip encoding."""
-
-    __slots__ = ("body", "etag", "_gzip")
-
-    def __init__(self, body: bytes, etag: str):
-        self.body = body
-        self.etag = etag
-        self._gzip: bytes | None = None
-
-    @property
-    def gzip(self) -> bytes:
-        if self._gzip is None:
-            compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-            self._gzip = compressor.compress(self.body) + compressor.flush()
-        return self._gzip
+# Responses this large are sent gzip-encoded to clients that accept it.
+GZIP_MIN_BYTES = PACK_MIN_BYTES
 
 
 class Entry:
-    __slots__ = ("row", "variants")
+    __slots__ = ("model", "variants", "_plain")
 
-    def __init__(self, row: Row):
-        self.row = row
+    def __init__(self, model: Cached):
+        self.model = model
         self.variants: dict = {}
+        self._plain = model.plain
+
+    @property
+    def plain(self) -> bytes:
+        """The body as JSON bytes, inflated once if Redis held it deflated."""
+        if self._plain is None:
+            self._plain = unpack(self.model.packed)
+        return self._plain
 
     def remember(self, variant, rendered: Rendered) -> Rendered:
         if len(self.variants) >= MAX_VARIANTS:
@@ -58,6 +50,44 @@ class Entry:
         self.variants[variant] = rendered
         return rendered
 
+
+class Rendered:
+    """One response: its strong ETag, its size, and its plain and gzip bytes, each made when first asked for.
+
+    Either a body rendered in full, or `wrapped`: the entry's stored body between a prefix and a
+    suffix (an empty pair for a model served as it is stored).
+    """
+
+    __slots__ = ("etag", "size", "_body", "_gzip", "_wrapped")
+
+    def __init__(self, etag: str, body: bytes | None = None, wrapped: tuple[bytes, Entry, bytes] | None = None):
+        self.etag = etag
+        self._body = body
+        self._gzip: bytes | None = None
+        self._wrapped = wrapped
+        if wrapped is not None:
+            prefix, entry, suffix = wrapped
+            self.size = len(prefix) + entry.model.size + len(suffix)
+        else:
+            self.size = len(body)
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            prefix, entry, suffix = self._wrapped
+            self._body = prefix + entry.plain + suffix if prefix or suffix else entry.plain
+        return self._body
+
+    @property
+    def gzip(self) -> bytes:
+        if self._gzip is None:
+            wrapped = self._wrapped
+            if wrapped is not None and wrapped[1].model.packed is not None:
+                self._gzip = gzip_member(wrapped[0], wrapped[1].model.packed, wrapped[2])
+            else:
+                compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, 31)
+                self._gzip = compressor.compress(self.body) + compressor.flush()
+        return self._gzip
 
 class LocalCache:
     def __init__(self, capacity: int):
@@ -79,14 +109,14 @@ class LocalCache:
             self.entries.move_to_end((kind, key))
         return entry
 
-    def put(self, row: Row) -> Entry:
-        """Store a row unless a newer one is known; return the entry to answer from either way."""
-        ident = (row.kind, row.key)
+    def put(self, model: Cached) -> Entry:
+        """Store a model unless a newer one is known; return the entry to answer from either way."""
+        ident = (model.kind, model.key)
         current = self.entries.get(ident)
-        if current is not None and current.row.version >= row.version:
+        if current is not None and current.model.version >= model.version:
             return current
-        entry = Entry(row)
-        if not self.trusted or self.capacity == 0 or self.floors.get(ident, 0) > row.version:
+        entry = Entry(model)
+        if not self.trusted or self.capacity == 0 or self.floors.get(ident, 0) > model.version:
             return entry
         self.entries[ident] = entry
         self.entries.move_to_end(ident)
@@ -97,7 +127,7 @@ class LocalCache:
     def invalidate(self, kind: Kind, key: int, version: int) -> None:
         ident = (kind, key)
         entry = self.entries.get(ident)
-        if entry is not None and entry.row.version < version:
+        if entry is not None and entry.model.version < version:
             del self.entries[ident]
         if self.floors.get(ident, 0) < version:
             self.floors[ident] = version

@@ -2,8 +2,10 @@
 
 List models hold their items in the served order ("relevant" for reviews), with their count.
 A request for the first page with a count that covers the whole list — what the storefront asks
-for — wraps the stored bytes in the envelope without decoding them; other pages and sorts decode
-once, slice, and re-encode with orjson (which spells JSON exactly as the SQL builders do).
+for — is the stored body inside the envelope, never decoded; other pages and sorts decode once,
+slice, and re-encode with orjson (which spells JSON exactly as the SQL builders do).
+
+Each function answers (prefix, middle, suffix); a middle of None stands for the stored body.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import operator
 
 import orjson
 
-from projections.store import Row
+from reader.local_cache import Entry
 
 # Review orders other than the stored "relevant" one, applied with reverse=True (all descending).
 REVIEW_SORTS = {
@@ -22,36 +24,40 @@ REVIEW_SORTS = {
 }
 
 
-def page_of(row: Row, offset: int, count: int, order=None) -> bytes:
-    """Items [offset, offset+count) of a list model, as a JSON array."""
-    if offset >= row.items:
+Parts = tuple[bytes, bytes | None, bytes]
+
+
+def page_of(entry: Entry, offset: int, count: int, order=None) -> bytes | None:
+    """Items [offset, offset+count) of a list model as a JSON array; None when that is the whole stored list."""
+    items = entry.model.items
+    if offset >= items:
         return b"[]"
-    if order is None and offset == 0 and count >= row.items:
-        return row.body
-    items = orjson.loads(row.body)
+    if order is None and offset == 0 and count >= items:
+        return None
+    items = orjson.loads(entry.plain)
     if order is not None:
         items.sort(key=order, reverse=True)
     return orjson.dumps(items[offset:offset + count])
 
 
-def reviews(row: Row, product_id: int, sort: str, page: int, count: int) -> bytes:
+def reviews(entry: Entry, product_id: int, sort: str, page: int, count: int) -> Parts:
     offset = (page - 1) * count
     return (
-        b'{"product":"%d","page":%d,"count":%d,"results":' % (product_id, offset, count)
-        + page_of(row, offset, count, REVIEW_SORTS[sort])
-        + b"}"
+        b'{"product":"%d","page":%d,"count":%d,"results":' % (product_id, offset, count),
+        page_of(entry, offset, count, REVIEW_SORTS[sort]),
+        b"}",
     )
 
 
-def questions(row: Row, product_id: int, page: int, count: int) -> bytes:
-    return b'{"product_id":"%d","results":' % product_id + page_of(row, (page - 1) * count, count) + b"}"
+def questions(entry: Entry, product_id: int, page: int, count: int) -> Parts:
+    return b'{"product_id":"%d","results":' % product_id, page_of(entry, (page - 1) * count, count), b"}"
 
 
-def answers(row: Row, question_id: int, page: int, count: int) -> bytes:
+def answers(entry: Entry, question_id: int, page: int, count: int) -> Parts:
     return (
-        b'{"question":"%d","page":%d,"count":%d,"results":' % (question_id, page, count)
-        + page_of(row, (page - 1) * count, count)
-        + b"}"
+        b'{"question":"%d","page":%d,"count":%d,"results":' % (question_id, page, count),
+        page_of(entry, (page - 1) * count, count),
+        b"}",
     )
 
 

@@ -91,7 +91,7 @@ def paging(query) -> tuple[int, int]:
 def respond(request: web.Request, rendered: Rendered) -> web.Response:
     headers = request.headers
     match = headers.get("If-None-Match")
-    gzip = len(rendered.body) >= GZIP_MIN_BYTES and "gzip" in headers.get("Accept-Encoding", "")
+    gzip = rendered.size >= GZIP_MIN_BYTES and "gzip" in headers.get("Accept-Encoding", "")
     etag = rendered.etag[:-1] + '.gz"' if gzip else rendered.etag
     if match is not None and etag in match:
         request.app[STATS].not_modified += 1
@@ -109,9 +109,13 @@ async def _model(request: web.Request, kind: Kind, key: int, variant: str, build
         raise Problem(404, f"{what} {key} not found", f"{what}_id")
     rendered = entry.variants.get(variant)
     if rendered is None:
-        row = entry.row
-        body = row.body if build is None else build(row, key, *args)
-        rendered = entry.remember(variant, Rendered(body, f'"{int(kind)}.{key}.{row.version}.{variant}"'))
+        etag = f'"{int(kind)}.{key}.{entry.model.version}.{variant}"'
+        prefix, middle, suffix = (b"", None, b"") if build is None else build(entry, key, *args)
+        if middle is None:
+            rendered = Rendered(etag, wrapped=(prefix, entry, suffix))
+        else:
+            rendered = Rendered(etag, prefix + middle + suffix)
+        entry.remember(variant, rendered)
     return respond(request, rendered)
 
 
@@ -171,7 +175,7 @@ async def products(request: web.Request) -> web.Response:
     if rendered is None:
         records = await source.fetch(PRODUCT_LIST, count, (page - 1) * count)
         body = records[0][0]
-        rendered = Rendered(body, '"p.%s"' % hashlib.blake2b(body, digest_size=12).hexdigest())
+        rendered = Rendered('"p.%s"' % hashlib.blake2b(body, digest_size=12).hexdigest(), body)
         source.local.remember_page((page, count), rendered)
     return respond(request, rendered)
 

@@ -3,7 +3,8 @@
 The storefront's product page asks for six models of one product at once, so a miss fetches
 the whole group in one round trip (one Redis hash; one PostgreSQL query over the six tables) and
 fills the local cache for all of them; concurrent misses for the same group share one fetch.
-Rows read from PostgreSQL are written back to Redis through the versioned compare-and-set.
+Rows read from PostgreSQL are deflated once (`cache.hold`) and written back to Redis through the
+versioned compare-and-set, so the other readers get them ready to serve.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ class ModelSource:
         entries: dict[Kind, Entry] = {}
         try:
             flat = await self.redis.execute_command(b"HGETALL", cache.hash_key(kind, key))
-            for row in cache.decode_hash(key, flat).values():
-                entries[row.kind] = self.local.put(row)
+            for model in cache.decode_hash(key, flat).values():
+                entries[model.kind] = self.local.put(model)
         except REDIS_FAILURES as exc:
             self.stats.redis_errors += 1
             log.debug("redis read failed: %s", exc)
@@ -103,9 +104,9 @@ class ModelSource:
         rows = await self._stored_group(kind, key)
         if kind in rows:
             self.stats.postgres_hits += 1
-        fill = [row for k, row in rows.items() if k not in entries]
-        for row in fill:
-            entries[row.kind] = self.local.put(row)
+        fill = [cache.hold(row) for k, row in rows.items() if k not in entries]
+        for model in fill:
+            entries[model.kind] = self.local.put(model)
         await self._fill_redis(fill)
         return entries
 
@@ -133,14 +134,15 @@ class ModelSource:
             self.stats.not_found += 1
             return None
         self.stats.builds += 1
-        await self._fill_redis(rows)
-        return self.local.put(rows[0])
+        model = cache.hold(rows[0])
+        await self._fill_redis([model])
+        return self.local.put(model)
 
-    async def _fill_redis(self, rows: list[Row]) -> None:
-        if not rows:
+    async def _fill_redis(self, models: list[cache.Cached]) -> None:
+        if not models:
             return
         try:
-            await cache.store(self.redis, rows)
+            await cache.store(self.redis, models)
         except REDIS_FAILURES as exc:
             self.stats.redis_errors += 1
             log.debug("redis fill failed: %s", exc)

@@ -36,7 +36,7 @@ async def test_fresh_build_has_no_drift_and_tampering_is_found(writer, db, redis
     await db.execute("INSERT INTO rm_answers (key, version, items, body) VALUES (999, 1, 0, '\\x5b5d')")
     row = await db.fetchrow("SELECT version, items, body FROM rm_meta WHERE key = 1")
     await redis.hset(cache.hash_key(Kind.META, 1), cache.field(Kind.META),
-                     cache.encode(cache.Row(Kind.META, 1, row["version"] - 1, b"{}", 0)))
+                     cache.encode(cache.hold(cache.Row(Kind.META, 1, row["version"] - 1, b"{}", 0))))
     found = {(m.problem, m.kind, m.key) for m in (await drift.check(db, redis)).mismatches}
     assert found == {("stale", "reviews", 1), ("orphan", "answers", 999), ("cache", "meta", 1)}
     result = check_drift_cli(settings, "--sample", "50")

@@ -173,20 +173,22 @@ async def test_build_and_store_fills_a_missing_row_once(sample):
 
 
 async def test_redis_compare_and_set_never_goes_backwards(sample, redis):
-    newer = Row(Kind.REVIEWS, 7, 20, b"[2]", 1)
-    older = Row(Kind.REVIEWS, 7, 10, b"[1]", 1)
+    newer = cache.hold(Row(Kind.REVIEWS, 7, 20, b"[2]", 1))
+    older = cache.hold(Row(Kind.REVIEWS, 7, 10, b"[1]", 1))
     assert await cache.store(redis, [newer]) == 1
     assert await cache.store(redis, [older]) == 0
     raw = await redis.hget(cache.hash_key(Kind.REVIEWS, 7), cache.field(Kind.REVIEWS))
     assert cache.decode(Kind.REVIEWS, 7, raw) == newer
-    same = Row(Kind.REVIEWS, 7, 20, b"[3]", 1)
+    same = cache.hold(Row(Kind.REVIEWS, 7, 20, b"[3]", 1))
     assert await cache.store(redis, [same]) == 0  # only a strictly newer version replaces
-    newest = Row(Kind.REVIEWS, 7, 21, b"[4]", 1)
-    assert await cache.store(redis, [newest, Row(Kind.META, 7, 1, b"{}", 0)]) == 2
+    large = b"[" + b",".join(b'{"n":%d}' % i for i in range(500)) + b"]"
+    newest = cache.hold(Row(Kind.REVIEWS, 7, 21, large, 500))
+    assert await cache.store(redis, [newest, cache.hold(Row(Kind.META, 7, 1, b"{}", 0))]) == 2
     flat = await redis.hgetall(cache.hash_key(Kind.REVIEWS, 7))
-    assert cache.decode_hash(7, [x for kv in flat.items() for x in kv]) == {
-        Kind.REVIEWS: newest, Kind.META: Row(Kind.META, 7, 1, b"{}", 0)
-    }
+    held = cache.decode_hash(7, [x for kv in flat.items() for x in kv])
+    assert held == {Kind.REVIEWS: newest, Kind.META: cache.hold(Row(Kind.META, 7, 1, b"{}", 0))}
+    assert held[Kind.REVIEWS].packed is not None and held[Kind.REVIEWS].body == large
+    assert len(flat[cache.field(Kind.REVIEWS)]) < len(large) // 2
     assert 0 < await redis.ttl(cache.hash_key(Kind.REVIEWS, 7)) <= cache.TTL_SECONDS
 
 
@@ -217,7 +219,9 @@ async def test_warm_copies_stored_product_models_within_a_budget(sample, redis):
     assert (sent["products"], sent["models"]) == (3, 18)
     flat = await redis.hgetall(cache.hash_key(Kind.STYLES, 1))
     held = cache.decode_hash(1, [x for kv in flat.items() for x in kv])
-    assert held == await stored_product_bundle(sample, 1)
+    assert {kind: (m.version, m.items, m.body) for kind, m in held.items()} == {
+        kind: (row.version, row.items, row.body) for kind, row in (await stored_product_bundle(sample, 1)).items()
+    }
     await redis.flushdb()
     assert (await cache.warm(sample, redis, budget_bytes=1, batch=2))["products"] == 1
     assert await redis.exists(cache.hash_key(Kind.PRODUCT, 1)) and not await redis.exists(cache.hash_key(Kind.PRODUCT, 2))

@@ -89,12 +89,12 @@ async def test_a_stale_fill_after_an_invalidation_is_not_kept(settings):
     local = LocalCache(10)
     local.trusted = True
     local.invalidate(Kind.REVIEWS, 1, 20)
-    local.put(Row(Kind.REVIEWS, 1, 19, b"[]", 0))
+    local.put(cache.hold(Row(Kind.REVIEWS, 1, 19, b"[]", 0)))
     assert local.get(Kind.REVIEWS, 1) is None
-    local.put(Row(Kind.REVIEWS, 1, 20, b"[1]", 1))
-    assert local.get(Kind.REVIEWS, 1).row.version == 20
-    local.put(Row(Kind.REVIEWS, 1, 18, b"[]", 0))
-    assert local.get(Kind.REVIEWS, 1).row.version == 20
+    local.put(cache.hold(Row(Kind.REVIEWS, 1, 20, b"[1]", 1)))
+    assert local.get(Kind.REVIEWS, 1).model.version == 20
+    local.put(cache.hold(Row(Kind.REVIEWS, 1, 18, b"[]", 0)))
+    assert local.get(Kind.REVIEWS, 1).model.version == 20
 
 
 async def test_an_unreadable_invalidation_clears_the_local_cache(aiohttp_client, settings, sample, redis):  # noqa: F811
