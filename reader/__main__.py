@@ -15,13 +15,14 @@ import signal
 import uvloop
 from aiohttp import web
 
+from infra.observability import RUNNER_OPTIONS
 from infra.services import resolve_urls
 from infra.settings import Settings
 from reader.app import create_app
 
 
 async def serve(settings: Settings, port: int | None, unix: str | None) -> None:
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    runner = web.AppRunner(create_app(settings), **RUNNER_OPTIONS)
     await runner.setup()
     if port is not None:
         await web.TCPSite(runner, settings.host, port, reuse_port=True, backlog=1024).start()

@@ -13,9 +13,12 @@ import sys
 
 import orjson
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.observability import LOG, CounterBridge, Metrics, job_context, request_id, setup_observability
+from infra.observability import (
+    LOG, RUNNER_OPTIONS, CounterBridge, Metrics, job_context, request_id, setup_observability,
+)
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -26,8 +29,15 @@ def samples(text: str) -> dict[tuple, float]:
     return found
 
 
+async def recorded_client(aiohttp_client, app: web.Application):
+    """A test client whose server runs with the request hook, as every app's `__main__` does."""
+    server = TestServer(app)
+    await server.start_server(**RUNNER_OPTIONS)
+    return await aiohttp_client(server)
+
+
 def small_app(settings, stream: io.BytesIO) -> web.Application:
-    """An app with two routes, to watch the middleware label them by template."""
+    """An app with two routes, to watch the request hook label them by template."""
     app = web.Application()
     setup_observability(app, settings.replace(log_json=True, access_log=True), "reader")
     app[LOG].stream = stream
@@ -45,7 +55,7 @@ def small_app(settings, stream: io.BytesIO) -> web.Application:
 
 async def test_requests_are_counted_and_timed_per_route_template(settings, aiohttp_client):
     stream = io.BytesIO()
-    client = await aiohttp_client(small_app(settings, stream))
+    client = await recorded_client(aiohttp_client, small_app(settings, stream))
     for product_id in (1, 2, 3):
         assert (await client.get(f"/products/{product_id}")).status == 200
     assert (await client.get("/gone")).status == 404
@@ -63,7 +73,7 @@ async def test_requests_are_counted_and_timed_per_route_template(settings, aioht
 async def test_one_json_log_line_per_request_with_nginx_request_id(settings, aiohttp_client):
     stream = io.BytesIO()
     app = small_app(settings, stream)
-    client = await aiohttp_client(app)
+    client = await recorded_client(aiohttp_client, app)
     response = await client.get("/products/7", headers={"X-Request-Id": "abc123"})
     assert (await response.json())["rid"] == "abc123"
     await client.get("/products/8")

@@ -8,6 +8,7 @@ import logging
 import uvloop
 from aiohttp import web
 
+from infra.observability import RUNNER_OPTIONS
 from infra.services import resolve_urls
 from infra.settings import Settings
 from writer.app import create_app
@@ -23,10 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s writer %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     if args.unix:
-        web.run_app(app, path=args.unix, access_log=None, print=None, loop=uvloop.new_event_loop())
+        web.run_app(app, path=args.unix, print=None, loop=uvloop.new_event_loop(), **RUNNER_OPTIONS)
     else:
-        web.run_app(app, host=settings.host, port=args.port or settings.port, access_log=None, print=None,
-                    loop=uvloop.new_event_loop())
+        web.run_app(app, host=settings.host, port=args.port or settings.port, print=None,
+                    loop=uvloop.new_event_loop(), **RUNNER_OPTIONS)
 
 
 if __name__ == "__main__":
