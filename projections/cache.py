@@ -171,30 +171,31 @@ def _bundles_sql() -> str:
 
 async def warm(conn, redis, budget_bytes: int | None = None, batch: int = 100, ttl: int = TTL_SECONDS) -> dict:
     """Copy stored product models into Redis, product by product (compare-and-set, so never over a
-    newer copy), until `budget_bytes` of bodies are sent; return what was sent.
+    newer copy), until `budget_bytes` of cached values are sent; return what was sent.
 
     After a bulk load Redis is empty and every first request of a product pays a PostgreSQL read;
     an operator (or a benchmark) can pre-fill it instead. Rows stream through a cursor, so memory
     stays flat whatever the data set size; a budget below Redis's maxmemory keeps the fill from
     evicting what it just wrote.
     """
-    products = models = sent_bytes = 0
-    rows: list[Row] = []
+    products = sent_models = sent_bytes = 0
+    models: list[Cached] = []
     async with conn.transaction():
         async for record in conn.cursor(_bundles_sql(), prefetch=batch * 4):
             key = record[0]
             for i, kind in enumerate(PRODUCT_KINDS):
                 version, items, body = record[1 + 3 * i], record[2 + 3 * i], record[3 + 3 * i]
-                rows.append(Row(kind, key, version, body, items))
-                sent_bytes += len(body)
+                model = hold(Row(kind, key, version, body, items))
+                models.append(model)
+                sent_bytes += model.size if model.packed is None else len(model.packed.deflated)
             products += 1
             if products % batch == 0:
-                await store(redis, [hold(row) for row in rows], ttl)
-                models += len(rows)
-                rows = []
+                await store(redis, models, ttl)
+                sent_models += len(models)
+                models = []
             if budget_bytes is not None and sent_bytes >= budget_bytes:
                 break
-    if rows:
-        await store(redis, [hold(row) for row in rows], ttl)
-        models += len(rows)
-    return {"products": products, "models": models, "bytes": sent_bytes}
+    if models:
+        await store(redis, models, ttl)
+        sent_models += len(models)
+    return {"products": products, "models": sent_models, "bytes": sent_bytes}
