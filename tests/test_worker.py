@@ -12,6 +12,7 @@ import projections
 from projections import cache, idstate
 from projections.kinds import TABLES, Kind
 from tests.write_stack import ANSWER, QUESTION, REVIEW, drain, prepare
+from worker import protocol
 from worker.jobs import create_worker
 from writer.app import create_app
 
@@ -160,6 +161,23 @@ async def test_prefer_wait_answers_once_the_write_is_visible(writer, db, setting
         assert response.headers["Preference-Applied"] == "wait=10"
         review_id = (await receipt(writer, response))["resource"]["review_id"]
         assert review_id in {r["review_id"] for r in await model(db, Kind.REVIEWS, 1)}
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.close()
+
+
+async def test_an_idle_worker_is_woken_by_a_new_write_not_by_its_poll_timer(writer, db, redis, settings):
+    worker = create_worker(settings, handle_signals=False)
+    worker.idle_wait_s = 3600  # were it left to poll, the write below would wait an hour
+    running = asyncio.create_task(worker.async_run())
+    try:
+        while not await redis.exists(worker.health_check_key):  # written by its first poll, before it idles
+            await asyncio.sleep(0.01)
+        response = await writer.post("/reviews", json=REVIEW, headers={"Prefer": "wait=10"})
+        assert (await receipt(writer, response))["status"] == "applied"
+        while await redis.zcard(protocol.QUEUE):  # acked too, so closing the worker cancels nothing
+            await asyncio.sleep(0.01)
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)

@@ -15,14 +15,24 @@ are reached:
   function is awaited directly: ours bounds its own wait (`job_timeout`) and never needs arq's
   timeout task; results are not kept (`keep_result` 0), aborts and cron jobs are not used;
 - `finish_job` queues its operations and every job finishing in the same event-loop tick is
-  acked by one script doing arq's `finish_job` for each (atomic, like arq's MULTI).
-Burst mode, signals, health checks and the poll loop are arq's own.
+  acked by one script doing arq's `finish_job` for each (atomic, like arq's MULTI);
+- a worker does not sleep `poll_delay` between polls: it blocks on the wake-up list `wake_key`
+  (BLPOP, at most `poll_delay` seconds), where whoever enqueues leaves a token, so a new job is
+  claimed as soon as it is queued. While jobs of its own are running it first awaits
+  `until_room(ctx)` (at most `poll_delay`): the batcher answers when a batch has committed or it
+  waits for work, so a poll — a script that walks the running jobs too — happens once per batch,
+  not once per arriving job. Jobs that become due later (deferred retries) are found by a poll at
+  most `poll_delay` later. In burst mode, and while `max_jobs` run, it sleeps `poll_delay` as arq does.
+Burst mode, signals, health checks and the poll loop are arq's own (its sleep between polls is
+zero here: the waiting happens in `_poll_iteration`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from typing import Awaitable, Callable
 
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import SerializationError, deserialize_job_raw
@@ -78,8 +88,13 @@ return 0
 
 
 class BatchingWorker(Worker):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, wake_key: str | None = None,
+                 until_room: Callable[[dict], Awaitable[None]] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.wake_key = wake_key
+        self.until_room = until_room
+        self.idle_wait_s = self.poll_delay_s
+        self.poll_delay_s = 0  # arq's loop sleeps this long after each poll; the poll waits itself
         self._claim = None
         self._finish = None
         self._finishing: list[tuple] = []
@@ -95,6 +110,17 @@ class BatchingWorker(Worker):
                 del self.tasks[job_id]
                 task.result()
         await self.heart_beat()
+        await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait before the next poll (see the module's docstring)."""
+        if self.burst or not self.wake_key or self.job_counter >= self.max_jobs:
+            await asyncio.sleep(self.idle_wait_s)
+            return
+        if self.job_counter and self.until_room is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.until_room(self.ctx), self.idle_wait_s)
+        await self.pool.blpop([self.wake_key], timeout=self.idle_wait_s)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         room = self.max_jobs - self.job_counter

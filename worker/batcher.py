@@ -1,13 +1,17 @@
 """Collecting the jobs arq runs concurrently into batches applied in one transaction each.
 
 Every arq job hands its command to `Batcher.submit` and waits. One flusher task takes up to
-`size` pending writes (waiting at most `wait` seconds for a batch to fill once the first one
-arrives; while a flush runs, the next batch fills by itself) and, in ONE transaction, applies
+`size` pending writes and, in ONE transaction, applies
 the source rows (`worker.apply`) and rebuilds every read model they touched
 (`projections.refresh`). Only after COMMIT does it publish the new read models to Redis
 (`projections.cache.publish`: compare-and-set by version, so never an older body over a newer
 one), then settle the receipts, mark new ids in the id state and announce the settled write ids,
 and finally resolve the jobs, which lets arq ack them.
+
+A batch is what has arrived, not what a timer collected: the jobs of one poll reach `submit`
+within the same event-loop pass, so the flusher waits only until a pass brings nothing new (at
+most `wait` seconds). When writes trickle in, a batch is the few that came together and is applied
+at once; under a backlog the next batch fills to `size` while the previous transaction runs.
 
 Failure handling, per batch:
 - PostgreSQL unreachable, restarting, deadlocked, or the same write applied concurrently by
@@ -98,7 +102,7 @@ class Batcher:
         self._wait = wait
         self._pending: dict[str, tuple[Mutation, list[asyncio.Future]]] = {}
         self._arrived = asyncio.Event()
-        self._full = asyncio.Event()
+        self._room = asyncio.Event()  # set when the flusher waits for writes or a batch committed
         self._task: asyncio.Task | None = None
         self._slots = asyncio.Semaphore(PUBLISHING)
         self._publishing: set[asyncio.Task] = set()
@@ -123,8 +127,6 @@ class Batcher:
         entry = self._pending.setdefault(write_id, (mutation, []))
         entry[1].append(future)
         self._arrived.set()
-        if len(self._pending) >= self._size:
-            self._full.set()
         return await future
 
     def _take(self) -> dict[str, tuple[Mutation, list[asyncio.Future]]]:
@@ -133,18 +135,14 @@ class Batcher:
             batch[write_id] = self._pending.pop(write_id)
         if not self._pending:
             self._arrived.clear()
-        if len(self._pending) < self._size:
-            self._full.clear()
         return batch
 
     async def _run(self) -> None:
         while True:
+            self._room.set()
             await self._arrived.wait()
-            if not self._full.is_set():
-                try:
-                    await asyncio.wait_for(self._full.wait(), self._wait)
-                except asyncio.TimeoutError:
-                    pass
+            await self._gathered()
+            self._room.clear()
             # The next batch's transaction starts as soon as this one has committed; its publishing
             # (Redis) overlaps that transaction. At most PUBLISHING batches are past COMMIT at once.
             await self._slots.acquire()
@@ -153,6 +151,21 @@ class Batcher:
             self._publishing.add(task)
             task.add_done_callback(self._published)
             await committed.wait()
+
+    async def until_room(self) -> None:
+        """Return once the flusher waits for writes or a batch has committed: the moment jobs
+        claimed now go into the next batch (the worker polls then, not for every new job)."""
+        await self._room.wait()
+
+    async def _gathered(self) -> None:
+        """Until the batch is full, or a loop pass brings no new write, or `wait` has passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait
+        while len(self._pending) < self._size and loop.time() < deadline:
+            seen = len(self._pending)
+            await asyncio.sleep(0)
+            if len(self._pending) == seen:
+                return
 
     def _published(self, task: asyncio.Task) -> None:
         self._publishing.discard(task)

@@ -7,8 +7,10 @@ Settings, and why (see `WorkerSettings`):
   process is already running (they stay in the queue until acked) to find new ones.
 - `BatchingWorker` (worker/arq_batching.py) claims and fetches a poll's jobs in one script and
   acks the jobs finishing together in one MULTI, instead of arq's five round trips per job.
-- `poll_delay` 0.02 s: an idle worker notices a new job within 20 ms, which keeps staleness low
-  for the cost of 50 cheap ZRANGEBYSCOREs a second.
+- `poll_delay` 0.02 s: the longest a worker waits before it polls again. It does not sleep
+  between polls: the writer leaves a token in `protocol.WAKE` with every job, an idle worker
+  blocks on that list (BLPOP) and claims a new write as soon as it is queued (worker/arq_batching.py);
+  the timeout finds jobs that become due without a token (retries deferred by their backoff).
 - `job_timeout` (settings, default 60 s): a job waits at most this long for its batch; it then
   asks for a retry (`Retry`) rather than failing. arq's in-progress key — which stops a second
   worker from starting a job that is running — expires `job_timeout` + 2 s after the start, so a
@@ -148,6 +150,8 @@ def create_worker(settings: Settings, burst: bool = False, handle_signals: bool 
         ctx={"settings": settings, "job_timeout": settings.worker_job_timeout},
         burst=burst,
         handle_signals=handle_signals,
+        wake_key=protocol.WAKE,
+        until_room=lambda ctx: ctx["batcher"].until_room(),
     )
     worker.in_progress_timeout_s = settings.worker_job_timeout + 1 + IN_PROGRESS_GRACE_S
     return worker

@@ -5,7 +5,8 @@ A write is one arq job whose id is the write id. The job key holds arq's own job
 `mutation` is one of the commands below as a plain JSON object. Next to the job, the writer keeps
 a receipt hash (`atelier:write:<id>`, status queued → applied | rejected) that `GET /writes/<id>`
 reads and the worker settles, and the worker announces settled ids on a Pub/Sub channel so a
-request sent with `Prefer: wait=N` can answer as soon as its write is visible.
+request sent with `Prefer: wait=N` can answer as soon as its write is visible. With each job the
+writer also leaves a wake-up token (`WAKE`) for a worker waiting for work.
 
 This module imports nothing heavier than arq and orjson: the writer imports it without the worker.
 """
@@ -21,6 +22,10 @@ from arq.jobs import serialize_job
 
 QUEUE = default_queue_name
 JOB_PREFIX = job_key_prefix
+# A list holding at most one token: the writer pushes it with a job when it is absent, and an idle
+# worker blocks on it (BLPOP) instead of sleeping between polls, so a new write is claimed at once.
+# No TTL: it must never be evicted (it is one tiny key).
+WAKE = "atelier:queue:wake"
 APPLY_FUNCTION = "apply_write"
 RECEIPT_PREFIX = "atelier:write:"
 SETTLED_CHANNEL = "atelier:writes:settled"

@@ -4,7 +4,8 @@ One EVALSHA per request does everything, so a write is either wholly accepted or
 the script checks the ids the command names against the id state (`projections/idstate.py`),
 replays the stored answer when the Idempotency-Key was seen before, and otherwise writes the arq
 job (no TTL: an acknowledged write must survive a PostgreSQL outage of any length and must never
-be evicted), adds it to arq's queue, creates the receipt and records the idempotency key.
+be evicted), adds it to arq's queue, leaves a wake-up token for an idle worker
+(`protocol.WAKE`), creates the receipt and records the idempotency key.
 If Redis is unreachable nothing is written and the caller answers 503.
 
 The script goes through the lean pipelined client (`infra/lean_redis.py`): requests of one
@@ -27,7 +28,7 @@ IDEMPOTENCY_PREFIX = "atelier:idem:"
 IDEMPOTENCY_INDEX = "atelier:idem:index"
 
 _ENQUEUE = """
--- KEYS: 1 queue, 2 job, 3 receipt, 4 idempotency record, 5 idempotency index, 6.. check keys
+-- KEYS: 1 queue, 2 job, 3 receipt, 4 idempotency record, 5 idempotency index, 6 wake-up list, 7.. check keys
 -- ARGV: 1 write id, 2 job bytes, 3 now ms, 4 use idempotency (0/1), 5 fingerprint, 6 status code,
 --       7 extra (cart cookie), 8 idempotency ttl ms, 9 number of checks, then 3 per check
 local now = tonumber(ARGV[3])
@@ -45,7 +46,7 @@ if ARGV[4] == '1' then
 end
 for i = 1, tonumber(ARGV[9]) do
   local kind, a, b = ARGV[7 + 3 * i], ARGV[8 + 3 * i], ARGV[9 + 3 * i]
-  local key = KEYS[5 + i]
+  local key = KEYS[6 + i]
   if kind == 'bit' then
     if redis.call('GETBIT', key, a) == 0 then return {'missing', b} end
   else
@@ -58,6 +59,7 @@ for i = 1, tonumber(ARGV[9]) do
 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[1], now, ARGV[1])
+if redis.call('LLEN', KEYS[6]) == 0 then redis.call('RPUSH', KEYS[6], '1') end
 redis.call('HSET', KEYS[3], 'status', 'queued', 'accepted_ms', ARGV[3])
 if ARGV[4] == '1' then
   redis.call('HSET', KEYS[4], 'fingerprint', ARGV[5], 'write_id', ARGV[1], 'status', ARGV[6], 'extra', ARGV[7])
@@ -144,6 +146,7 @@ class Queue:
             protocol.receipt_key(request.write_id),
             idem_key,
             IDEMPOTENCY_INDEX,
+            protocol.WAKE,
         ]
         args = [
             request.write_id,
