@@ -36,8 +36,12 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+-- Everything after the path (" HTTP/1.1", Host, Accept-Encoding, blank line), formatted once:
+-- wrk.format per request costs the generator a third of its CPU, taken from the servers under test.
+local tail
 function init(args)
   math.randomseed(os.time() * 1000 + (seed or 0))
+  tail = wrk.format("GET", "/", headers):sub(#"GET /" + 1)
 end
 
 local function pick()
@@ -50,14 +54,14 @@ end
 
 function request()
   if mix == "static" then
-    return wrk.format("GET", "/static.json", headers)
+    return "GET /static.json" .. tail
   end
   local slot = counter % 6
   if slot == 0 then
     product = pick()
   end
   counter = counter + 1
-  return wrk.format("GET", string.format(page[slot + 1], product), headers)
+  return "GET " .. string.format(page[slot + 1], product) .. tail
 end
 
 function done(summary, latency, requests)
