@@ -105,3 +105,41 @@ async def test_an_unreadable_invalidation_clears_the_local_cache(aiohttp_client,
     await until(lambda: len(app[LOCAL]) == 0, "the local cache to be cleared")
     assert app[LOCAL].trusted
     assert (await client.get("/products/1")).status == 200
+
+
+async def test_a_deflated_list_answers_the_same_bytes_in_every_encoding(aiohttp_client, settings, sample, redis):  # noqa: F811
+    """Bodies of 1 KiB or more are held deflated in Redis: the gzip answer is assembled from them, the
+    identity answer inflated, and both must be the fresh build inside its envelope at every layer."""
+    import gzip
+
+    await sample.execute(
+        "INSERT INTO reviews (id, product_id, rating, date, summary, body, recommend, reviewer_name, reviewer_email)"
+        " SELECT 100 + n, 3, 1 + n % 5, '2021-01-01'::date + n, 'summary ' || n, repeat('Soft and warm. ', n),"
+        " n % 2 = 0, 'shopper' || n, 's@x.y' FROM generate_series(1, 40) AS n")
+    path = "/reviews?product_id=3&count=1000"
+    body = await projections.build_one(sample, Kind.REVIEWS, 3)
+    expected = b'{"product":"3","page":0,"count":1000,"results":' + body + b"}"
+    assert len(body) > 4 * 1024
+
+    async def both_encodings(client) -> None:
+        plain = await client.get(path, headers={"Accept-Encoding": "identity"})
+        assert "Content-Encoding" not in plain.headers and await plain.read() == expected
+        zipped = await client.get(path, headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+        assert zipped.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(await zipped.read()) == expected
+        newest = await client.get(path + "&sort=newest", headers={"Accept-Encoding": "gzip"})
+        assert [r["review_id"] for r in (await newest.json())["results"]][:3] == [140, 139, 138]
+
+    app, client = await started(aiohttp_client, settings)  # built from the source tables
+    await both_encodings(client)
+    await both_encodings(client)  # the local cache
+    assert app[STATS].builds == 1
+    raw = await redis.hget(cache.hash_key(Kind.REVIEWS, 3), cache.field(Kind.REVIEWS))
+    assert cache.decode(Kind.REVIEWS, 3, raw).packed is not None and len(raw) < len(body) // 2
+    app, client = await started(aiohttp_client, settings)  # Redis, deflated
+    await both_encodings(client)
+    assert (app[STATS].redis_hits, app[STATS].builds) == (1, 0)
+    await redis.flushdb()
+    app, client = await started(aiohttp_client, settings)  # the stored PostgreSQL row
+    await both_encodings(client)
+    assert (app[STATS].postgres_hits, app[STATS].builds) == (1, 0)
