@@ -54,40 +54,43 @@ class Entry:
 class Rendered:
     """One response: its strong ETag, its size, and its plain and gzip bytes, each made when first asked for.
 
-    Either a body rendered in full, or `wrapped`: the entry's stored body between a prefix and a
-    suffix (an empty pair for a model served as it is stored).
+    Either a body rendered in full, or `wrapped`: a stored model's body between a prefix and a
+    suffix (an empty pair for a model served as it is stored). It holds the model, not the entry
+    that holds it, so an evicted entry is freed by reference counting, without waiting for the
+    cycle collector.
     """
 
     __slots__ = ("etag", "size", "_body", "_gzip", "_wrapped")
 
-    def __init__(self, etag: str, body: bytes | None = None, wrapped: tuple[bytes, Entry, bytes] | None = None):
+    def __init__(self, etag: str, body: bytes | None = None, wrapped: tuple[bytes, Cached, bytes] | None = None):
         self.etag = etag
         self._body = body
         self._gzip: bytes | None = None
         self._wrapped = wrapped
         if wrapped is not None:
-            prefix, entry, suffix = wrapped
-            self.size = len(prefix) + entry.model.size + len(suffix)
+            prefix, model, suffix = wrapped
+            self.size = len(prefix) + model.size + len(suffix)
         else:
             self.size = len(body)
 
     @property
     def body(self) -> bytes:
         if self._body is None:
-            prefix, entry, suffix = self._wrapped
-            self._body = prefix + entry.plain + suffix if prefix or suffix else entry.plain
+            prefix, model, suffix = self._wrapped
+            self._body = prefix + model.body + suffix if prefix or suffix else model.body
         return self._body
 
     @property
     def gzip(self) -> bytes:
         if self._gzip is None:
             wrapped = self._wrapped
-            if wrapped is not None and wrapped[1].model.packed is not None:
-                self._gzip = gzip_member(wrapped[0], wrapped[1].model.packed, wrapped[2])
+            if wrapped is not None and wrapped[1].packed is not None:
+                self._gzip = gzip_member(wrapped[0], wrapped[1].packed, wrapped[2])
             else:
                 compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, 31)
                 self._gzip = compressor.compress(self.body) + compressor.flush()
         return self._gzip
+
 
 class LocalCache:
     def __init__(self, capacity: int):

@@ -112,7 +112,7 @@ async def _model(request: web.Request, kind: Kind, key: int, variant: str, build
         etag = f'"{int(kind)}.{key}.{entry.model.version}.{variant}"'
         prefix, middle, suffix = (b"", None, b"") if build is None else build(entry, key, *args)
         if middle is None:
-            rendered = Rendered(etag, wrapped=(prefix, entry, suffix))
+            rendered = Rendered(etag, wrapped=(prefix, entry.model, suffix))
         else:
             rendered = Rendered(etag, prefix + middle + suffix)
         entry.remember(variant, rendered)
