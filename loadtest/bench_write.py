@@ -36,6 +36,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
+from arq.constants import health_check_key_suffix
 from redis.exceptions import BusyLoadingError
 
 from infra.embedded import free_port
@@ -49,6 +50,7 @@ from worker import protocol
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 TARGETS = {"ack_per_s": 3000, "ack_p99_ms": 10, "applied_per_s": 2000, "staleness_p99_ms": 250}
+HEALTH_CHECK = protocol.QUEUE + health_check_key_suffix
 
 
 def log(message: str) -> None:
@@ -273,11 +275,28 @@ async def warm(reader: str, targets_file: Path, hot: int = 1000) -> None:
         await asyncio.gather(*(fetch(paths[i::16]) for i in range(16)))
 
 
+async def worker_polling(settings: Settings, worker: App, timeout: float = 60) -> None:
+    """Wait for the worker's first poll (arq writes its health-check key then), so the first
+    writes measure a running worker, not a process still importing its modules."""
+    redis = aioredis.from_url(settings.redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while not await redis.exists(HEALTH_CHECK):
+            if worker.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start polling:\n{worker.output()}")
+            await asyncio.sleep(0.1)
+    finally:
+        await redis.aclose()
+
+
 async def measure_staleness(settings: Settings, targets_file: Path, work: Path, seconds: int, rate: int,
                             read_rate: int) -> dict:
+    redis = aioredis.from_url(settings.redis_url)
+    await redis.delete(HEALTH_CHECK)  # a stopped worker's key, if it outlived its worker
+    await redis.aclose()
     reader, writer, worker = App(settings, "reader"), App(settings, "writer"), App(settings, "worker")
     try:
-        await asyncio.gather(reader.ready(), writer.ready())
+        await asyncio.gather(reader.ready(), writer.ready(), worker_polling(settings, worker))
         await warm(reader.base, targets_file)
         log(f"staleness: {rate} writes/s for {seconds}s beside {read_rate} GETs/s")
         summary = await asyncio.to_thread(
