@@ -52,7 +52,7 @@ class Settings:
     embedded_pg_port: int = 54329
     embedded_redis_port: int = 63799
     # Bounded in-process cache of ready response bytes, per reader process.
-    local_cache_entries: int = 200_000
+    local_cache_entries: int = 600_000
     # PostgreSQL connections per reader process: at least its concurrency on misses, or a long tail.
     reader_pool_size: int = 40
     # Size the nginx micro-cache in front of readers; 0 turns it off.
@@ -82,7 +82,7 @@ class Settings:
             workers=_int(env, "ATELIER_WORKERS", 1),
             embedded_pg_port=_int(env, "ATELIER_EMBEDDED_PG_PORT", 54329),
             embedded_redis_port=_int(env, "ATELIER_EMBEDDED_REDIS_PORT", 63799),
-            local_cache_entries=_int(env, "ATELIER_LOCAL_CACHE_ENTRIES", 200_000),
+            local_cache_entries=_int(env, "ATELIER_LOCAL_CACHE_ENTRIES", 600_000),
             reader_pool_size=_int(env, "ATELIER_READER_POOL_SIZE", 40),
             micro_cache_seconds=_int(env, "ATELIER_MICRO_CACHE_SECONDS", 0),
             log_json=_flag(env, "ATELIER_LOG_JSON", True),
