@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import asyncpg
 import orjson
 import pytest
 
@@ -13,6 +14,7 @@ from projections import cache, idstate
 from projections.kinds import TABLES, Kind
 from tests.write_stack import ANSWER, QUESTION, REVIEW, drain, prepare
 from worker import protocol
+from worker.batcher import Batcher
 from worker.jobs import create_worker
 from writer.app import create_app
 
@@ -182,6 +184,19 @@ async def test_an_idle_worker_is_woken_by_a_new_write_not_by_its_poll_timer(writ
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await worker.close()
+
+
+async def test_warming_a_worker_changes_nothing(writer, db, redis, settings):
+    """The warm-up batch a worker runs at start names no existing row and is rolled back."""
+    counts = "SELECT (SELECT count(*) FROM applied_writes), (SELECT max(version) FROM rm_reviews), " \
+             "(SELECT count(*) FROM reviews), (SELECT count(*) FROM cart_items)"
+    before = await db.fetchrow(counts)
+    pool = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=1)
+    try:
+        await Batcher(pool, redis, size=10, wait=0.005).warm()
+    finally:
+        await pool.close()
+    assert await db.fetchrow(counts) == before
 
 
 async def test_a_write_postgres_refuses_is_rejected_alone(writer, db, settings):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 
 import asyncpg
 import orjson
@@ -37,9 +38,10 @@ from redis.exceptions import RedisError
 
 import projections
 from projections import cache, idstate
+from projections.affected import Affected
 from worker import protocol
 from worker.apply import BatchResult, Outcome, apply_batch, record_outcomes, rejected
-from worker.protocol import Mutation
+from worker.protocol import AddToCart, Mutation, PostAnswer, PostQuestion, PostReview, Vote
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600
@@ -233,6 +235,27 @@ class Batcher:
         await self._publish(rows)
         await self._settle(result)
         return result.outcomes
+
+    async def warm(self) -> None:
+        """Apply a batch of writes that name no existing row, and refresh models of keys that do
+        not exist, in a transaction that is rolled back: the connection prepares the statements
+        and learns the array types a batch uses, so the first batches after a start do not pay
+        for it (tens of ms on a new connection, while writes queue behind them)."""
+        probe = [Vote(target, 0, action) for target in ("review", "question", "answer") for action in ("helpful", "report")]
+        probe += [
+            PostReview(0, 5, "", "", True, "", "", [], {0: 5}),
+            PostQuestion(0, "", "", ""),
+            PostAnswer(0, "", "", "", []),
+            AddToCart("", 0),
+        ]
+        async with self._pool.acquire(timeout=2) as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                await apply_batch(conn, [(uuid.uuid4().hex, write) for write in probe])
+                await projections.refresh(conn, Affected({0}, {0}, {0}, {0}))
+            finally:
+                await transaction.rollback()
 
     async def _publish(self, rows: list) -> None:
         """`projections.cache.publish`, with the deflating of large bodies (`cache.hold`, ~0.1 ms

@@ -99,13 +99,15 @@ async def startup(ctx: dict) -> None:
         ctx["event_flush"] = asyncio.create_task(_flush_events(ctx["events"]))
     # min_size=0: the worker starts (and keeps its queue) even while PostgreSQL is down.
     ctx["pg"] = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=4)
-    # One connection opened now, if PostgreSQL answers, so the first batch does not wait for it.
-    with contextlib.suppress(OSError, asyncio.TimeoutError, asyncpg.PostgresError):
-        async with ctx["pg"].acquire(timeout=2) as conn:
-            await conn.execute("SELECT 1")
     ctx["batcher"] = Batcher(
         ctx["pg"], ctx["redis"], size=settings.worker_batch_size, wait=settings.worker_batch_wait_ms / 1000
     )
+    # A connection opened and its statements prepared now, not by the first batches. Best effort:
+    # the worker also starts while PostgreSQL is down, and its batches are retried until it is back.
+    try:
+        await ctx["batcher"].warm()
+    except Exception as exc:
+        log.warning("could not warm up the PostgreSQL connection: %s: %s", type(exc).__name__, exc)
     ctx["batcher"].start()
 
 
