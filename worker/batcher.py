@@ -4,7 +4,7 @@ Every arq job hands its command to `Batcher.submit` and waits. One flusher task 
 `size` pending writes and, in ONE transaction, applies
 the source rows (`worker.apply`) and rebuilds every read model they touched
 (`projections.refresh`). Only after COMMIT does it publish the new read models to Redis
-(`projections.cache`: compare-and-set by version, so never an older body over a newer
+(`projections.cache.publish`: compare-and-set by version, so never an older body over a newer
 one), then settle the receipts, mark new ids in the id state and announce the settled write ids,
 and finally resolve the jobs, which lets arq ack them.
 
@@ -37,7 +37,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 import projections
-from projections import cache, idstate
+from projections import idstate
 from projections.affected import Affected
 from worker import protocol
 from worker.apply import BatchResult, Outcome, apply_batch, record_outcomes, rejected
@@ -232,7 +232,7 @@ class Batcher:
                 for write in writes:
                     outcomes.update(await self._apply([write], asyncio.Event()))
                 return outcomes
-        await self._publish(rows)
+        await projections.cache.publish(self._redis, rows)
         await self._settle(result)
         return result.outcomes
 
@@ -256,16 +256,6 @@ class Batcher:
                 await projections.refresh(conn, Affected({0}, {0}, {0}, {0}))
             finally:
                 await transaction.rollback()
-
-    async def _publish(self, rows: list) -> None:
-        """`projections.cache.publish`, with the deflating of large bodies (`cache.hold`, ~0.1 ms
-        each, a third of this process's CPU under a backlog) done in a thread: zlib releases the
-        GIL, so the next batch's statements go out meanwhile instead of queueing behind it."""
-        if not rows:
-            return
-        held = await asyncio.to_thread(lambda: [cache.hold(row) for row in rows])
-        await cache.store(self._redis, held)
-        await self._redis.execute_command("PUBLISH", cache.CHANNEL, cache.invalidation(rows))
 
     async def _commit(self, writes) -> tuple[BatchResult, list]:
         async with self._pool.acquire() as conn:
