@@ -12,7 +12,7 @@ saved to `loadtest/results/write.json` and `write.md`:
    `--stale-rate` writes/s go to the writer, a worker applies them, and `--read-rate`
    product-page GETs/s on 1,000 products (fetched once before, as a running shop's caches would
    hold them) go to the reader, all three from one k6 process (k6_staleness.js). Every
-   tenth write is a new review that is tracked: its GET (`/reviews?product_id=…&sort=newest&count=1`)
+   tenth write is a new review that is tracked: its GET (`/reviews?product_id=…&sort=newest&count=20`)
    is polled every 10 ms from its 201 on, so the figures resolve to ~10 ms.
 
 Servers: embedded PostgreSQL (service profile) and Redis under `--work`, on free ports; the data

@@ -2,8 +2,8 @@
 //
 // Three open-loop scenarios in one k6 process (a compiled generator costs the box far less than a
 // Python one): `votes` sends helpful votes to the writer, `tracked` posts a new review with a
-// unique summary and then polls the reader's `/reviews?product_id=…&sort=newest&count=1` every
-// POLL_MS until the review shows (Trend `staleness`, ms from the 201 to the answer that showed
+// unique summary and then polls the reader's `/reviews?product_id=…&sort=newest&count=20` every
+// POLL_MS until the review shows (20, not 1: a later tracked review of the same product must not hide it) (Trend `staleness`, ms from the 201 to the answer that showed
 // it), and `reads` sends product-page GETs to the reader.
 //
 // Kept lean like k6_write.js (the generator shares the two cores with what it measures): id lists
@@ -73,7 +73,7 @@ export function tracked() {
     return;
   }
   const acked = Date.now();
-  const url = `${READER}/reviews?product_id=${product.id}&sort=newest&count=1`;
+  const url = `${READER}/reviews?product_id=${product.id}&sort=newest&count=20`;
   while (Date.now() - acked < 30000) {
     const res = http.get(url, { responseType: 'text', tags: { name: 'tracked_get' } });
     if (res.body && res.body.indexOf(summary) >= 0) {
