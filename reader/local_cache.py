@@ -21,7 +21,7 @@ import zlib
 
 from projections.cache import Cached
 from projections.kinds import Kind
-from projections.packed import LEVEL, PACK_MIN_BYTES, gzip_member, unpack
+from projections.packed import LEVEL, PACK_MIN_BYTES, gzip_member
 
 MAX_VARIANTS = 16
 MAX_PAGES = 1024
@@ -41,7 +41,7 @@ class Entry:
     def plain(self) -> bytes:
         """The body as JSON bytes, inflated once if Redis held it deflated."""
         if self._plain is None:
-            self._plain = unpack(self.model.packed)
+            self._plain = self.model.body
         return self._plain
 
     def remember(self, variant, rendered: Rendered) -> Rendered:
