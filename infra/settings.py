@@ -39,10 +39,15 @@ class Settings:
     """Everything a process needs to know about where it runs.
 
     `database_url` / `redis_url` of None mean "start the embedded server under `data_dir`".
+    `redis_url` is the durable Redis (queue, receipts, id state: append-only file on); `cache_url`
+    the Redis that caches read models and carries their invalidations, which needs no persistence.
+    A `cache_url` of None means the durable Redis when `redis_url` is set (one Redis for both),
+    else an embedded cache server of its own.
     """
 
     database_url: str | None = None
     redis_url: str | None = None
+    cache_url: str | None = None
     data_dir: Path = Path(".atelier")
     host: str = "127.0.0.1"
     port: int = 3000
@@ -51,6 +56,7 @@ class Settings:
     # Embedded servers listen on these loopback ports (0: pick a free one).
     embedded_pg_port: int = 54329
     embedded_redis_port: int = 63799
+    embedded_cache_port: int = 63800
     # Bounded in-process cache of ready response bytes, per reader process.
     local_cache_entries: int = 600_000
     # PostgreSQL connections per reader process: at least its concurrency on misses, or a long tail.
@@ -75,6 +81,7 @@ class Settings:
         return cls(
             database_url=env.get("ATELIER_DATABASE_URL") or None,
             redis_url=env.get("ATELIER_REDIS_URL") or None,
+            cache_url=env.get("ATELIER_CACHE_URL") or None,
             data_dir=Path(env.get("ATELIER_DATA_DIR") or ".atelier").absolute(),
             host=env.get("ATELIER_HOST") or "127.0.0.1",
             port=_int(env, "ATELIER_PORT", 3000),
@@ -82,6 +89,7 @@ class Settings:
             workers=_int(env, "ATELIER_WORKERS", 1),
             embedded_pg_port=_int(env, "ATELIER_EMBEDDED_PG_PORT", 54329),
             embedded_redis_port=_int(env, "ATELIER_EMBEDDED_REDIS_PORT", 63799),
+            embedded_cache_port=_int(env, "ATELIER_EMBEDDED_CACHE_PORT", 63800),
             local_cache_entries=_int(env, "ATELIER_LOCAL_CACHE_ENTRIES", 600_000),
             reader_pool_size=_int(env, "ATELIER_READER_POOL_SIZE", 40),
             micro_cache_seconds=_int(env, "ATELIER_MICRO_CACHE_SECONDS", 0),
@@ -106,6 +114,7 @@ class Settings:
             "ATELIER_WORKERS": str(self.workers),
             "ATELIER_EMBEDDED_PG_PORT": str(self.embedded_pg_port),
             "ATELIER_EMBEDDED_REDIS_PORT": str(self.embedded_redis_port),
+            "ATELIER_EMBEDDED_CACHE_PORT": str(self.embedded_cache_port),
             "ATELIER_LOCAL_CACHE_ENTRIES": str(self.local_cache_entries),
             "ATELIER_READER_POOL_SIZE": str(self.reader_pool_size),
             "ATELIER_MICRO_CACHE_SECONDS": str(self.micro_cache_seconds),
@@ -121,4 +130,6 @@ class Settings:
             env["ATELIER_DATABASE_URL"] = self.database_url
         if self.redis_url:
             env["ATELIER_REDIS_URL"] = self.redis_url
+        if self.cache_url:
+            env["ATELIER_CACHE_URL"] = self.cache_url
         return env

@@ -104,11 +104,8 @@ class Stack:
         if port_open(self.settings.port, self.settings.host):
             raise RuntimeError(f"port {self.settings.port} is already in use (ATELIER_PORT or --port picks another)")
         self.services = await asyncio.to_thread(ensure_services, self.settings)
-        self.child_settings = self.settings.replace(
-            database_url=self.services.database_url,
-            redis_url=self.services.redis_url,
-            prometheus_multiproc_dir=self.run_dir / "metrics",
-        )
+        self.child_settings = self.services.settings_for(self.settings).replace(
+            prometheus_multiproc_dir=self.run_dir / "metrics")
         await self._migrate()
         if self.demo_scale:
             await self._load_demo_data()

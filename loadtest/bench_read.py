@@ -92,7 +92,7 @@ async def ensure_data(settings: Settings) -> tuple[int, int]:
         if built < await conn.fetchval("SELECT count(*) FROM products"):
             log("read models missing: building them")
             await bulk.build_all(conn, dsn=settings.database_url)
-            client = aioredis.from_url(settings.redis_url)
+            client = aioredis.from_url(settings.cache_url)
             await cache.forget_all(client)  # copies of the previous build must not outlive it
             await client.aclose()
         return low, high
@@ -104,7 +104,7 @@ async def warm_redis(settings: Settings) -> dict:
     """Pre-fill Redis with product-page models, as an operator would after a load: up to 70% of its
     maxmemory, so the fill does not evict what it wrote."""
     conn = await asyncpg.connect(settings.database_url)
-    client = aioredis.from_url(settings.redis_url)
+    client = aioredis.from_url(settings.cache_url)
     try:
         started = time.perf_counter()
         maxmemory = int((await client.config_get("maxmemory"))["maxmemory"]) or None
@@ -360,8 +360,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     if args.data_dir:
         settings = settings.replace(data_dir=Path(args.data_dir).absolute())
     services = ensure_services(settings)
-    settings = settings.replace(database_url=services.database_url, redis_url=services.redis_url,
-                                local_cache_entries=args.local_cache_entries or settings.local_cache_entries)
+    settings = services.settings_for(settings).replace(local_cache_entries=args.local_cache_entries or settings.local_cache_entries)
     work = Path(tempfile.mkdtemp(prefix="bench-read-"))
     work.chmod(0o755)  # nginx's worker runs as nobody and must read the static file below
     readers = Readers(settings, args.readers, work, args.access_log)

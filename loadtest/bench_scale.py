@@ -163,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     # Resolve the servers once here, so both `atelier up` runs reuse them (and the data) instead of
     # stopping them in between; this process stops what it started at the end.
     services = ensure_services(settings)
-    settings = settings.replace(database_url=services.database_url, redis_url=services.redis_url,
-                                port=free_port(), log_json=True)
+    settings = services.settings_for(settings).replace(port=free_port(), log_json=True)
     ids: list = []
     rows: list = []
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -93,9 +93,10 @@ async def ensure_data(settings: Settings, data: Path, fresh: bool) -> None:
         loaded = await conn.fetchval("SELECT count(*) FROM products") > 0
         if fresh or not loaded:
             log(f"loading {data} (later runs reuse it unless --fresh)")
-            stale = aioredis.from_url(settings.redis_url)
-            await stale.flushdb()  # queue, receipts and caches of the data being replaced
-            await stale.aclose()
+            for url in {settings.redis_url, settings.cache_url}:  # queue, receipts, caches of the old data
+                stale = aioredis.from_url(url)
+                await stale.flushdb()
+                await stale.aclose()
             env = {**os.environ, **settings.to_env()}
             subprocess.run([sys.executable, "-m", "infra.cli", "load", str(data), "--quiet", "--replace",
                             "--rejects", str(settings.data_dir / "rejects.jsonl")], env=env, check=True)
@@ -436,7 +437,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     settings = Settings(data_dir=work, embedded_pg_port=free_port(), embedded_redis_port=free_port(),
                         log_json=False, access_log=args.access_log, worker_batch_size=args.batch_size)
     services = ensure_services(settings)
-    settings = settings.replace(database_url=services.database_url, redis_url=services.redis_url)
+    settings = services.settings_for(settings)
     try:
         await ensure_data(settings, Path(args.data), args.fresh)
         targets_file = work / "targets.json"

@@ -107,7 +107,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     services = ensure_services(Settings.from_env())
     conn = await asyncpg.connect(services.database_url)
-    redis = aioredis.from_url(services.redis_url)
+    redis = aioredis.from_url(services.cache_url)
     try:
         report = await check(conn, redis, args.sample)
     finally:

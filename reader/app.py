@@ -48,7 +48,7 @@ async def _connections(app: web.Application):
         reset=_no_reset,
         command_timeout=10,
     )
-    redis = LeanRedis(settings.redis_url)
+    redis = LeanRedis(settings.cache_url)
     app[SOURCE] = ModelSource(app[LOCAL], redis, pool, app[STATS])
     opening = asyncio.create_task(_open_some(pool, min(PREOPENED_CONNECTIONS, settings.reader_pool_size)))
     yield
@@ -96,7 +96,7 @@ async def listen_for_invalidations(app: web.Application) -> None:
     from an empty local cache.
     """
     local, stats = app[LOCAL], app[STATS]
-    client = aioredis.from_url(app[SETTINGS].redis_url, health_check_interval=5)
+    client = aioredis.from_url(app[SETTINGS].cache_url, health_check_interval=5)
     try:
         while True:
             pubsub = client.pubsub()

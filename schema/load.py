@@ -622,7 +622,7 @@ def _optional(module_name: str):
         return None
 
 
-async def _projections(conn: asyncpg.Connection, database_url: str, redis_url: str | None,
+async def _projections(conn: asyncpg.Connection, database_url: str, redis_url: str | None, cache_url: str | None,
                        report: LoadReport, progress: _Progress, timed) -> None:
     bulk = _optional("projections.bulk")
     if bulk is None:
@@ -642,7 +642,7 @@ async def _projections(conn: asyncpg.Connection, database_url: str, redis_url: s
         if cache is not None:
             import redis.asyncio as aioredis
 
-            client = aioredis.from_url(redis_url)
+            client = aioredis.from_url(cache_url or redis_url)
             try:
                 await cache.forget_all(client)
             finally:
@@ -653,7 +653,7 @@ async def _projections(conn: asyncpg.Connection, database_url: str, redis_url: s
 
 async def load(database_url: str, data_dir: Path | str, *, replace: bool = False,
                rejects_path: Path | str | None = None, progress: bool = True, jobs: int = 2,
-               redis_url: str | None = None) -> LoadReport:
+               redis_url: str | None = None, cache_url: str | None = None) -> LoadReport:
     """Load every CSV file of `data_dir`; see the module docstring for how."""
     data_dir = Path(data_dir)
     paths = check_folder(data_dir)
@@ -706,7 +706,7 @@ async def load(database_url: str, data_dir: Path | str, *, replace: bool = False
             await run_jobs(workers, [_analyze_job(t) for t in SOURCE_TABLES])
             await drop_schema(main)
             restored_all = True
-        await _projections(main, database_url, redis_url, report, shown, timed)
+        await _projections(main, database_url, redis_url, cache_url, report, shown, timed)
     except Exception as exc:
         if not restored_all:
             exc.add_note("The load stopped half way: keys, indexes and foreign keys of the source tables not yet "
@@ -745,7 +745,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(load(services.database_url, args.data_dir, replace=args.replace,
                                   rejects_path=args.rejects, progress=not args.quiet, jobs=args.jobs,
-                                  redis_url=services.redis_url))
+                                  redis_url=services.redis_url, cache_url=services.cache_url))
     except (LoadRefused, SourceError, OSError) as exc:
         print(f"atelier load: {exc}", file=sys.stderr)
         return 1

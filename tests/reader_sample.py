@@ -116,11 +116,12 @@ async def insert_sample(conn: asyncpg.Connection) -> None:
 
 
 @pytest.fixture
-async def sample(db, redis):
-    """The sample catalogue in an otherwise empty database, with an empty Redis."""
+async def sample(db, redis, cache_redis):
+    """The sample catalogue in an otherwise empty database, with both Redis servers empty."""
     await truncate_all(db)
     await insert_sample(db)
     await redis.flushdb()
+    await cache_redis.flushdb()
     return db
 
 

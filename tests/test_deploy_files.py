@@ -19,7 +19,7 @@ INFRA = Path(__file__).resolve().parent.parent / "infra"
 ROOT = INFRA.parent
 COMPOSE = yaml.safe_load((INFRA / "docker-compose.yml").read_text())
 K8S = [doc for path in sorted((INFRA / "k8s").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
-KNOWN_SETTINGS = set(Settings(database_url="postgresql://x", redis_url="redis://x",
+KNOWN_SETTINGS = set(Settings(database_url="postgresql://x", redis_url="redis://x", cache_url="redis://y",
                               prometheus_multiproc_dir=Path("/m")).to_env())
 
 

@@ -27,23 +27,23 @@ def check_drift_cli(settings, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-async def test_fresh_build_has_no_drift_and_tampering_is_found(writer, db, redis, settings):
-    report = await drift.check(db, redis)
+async def test_fresh_build_has_no_drift_and_tampering_is_found(writer, db, cache_redis, settings):
+    report = await drift.check(db, cache_redis)
     assert report.checked > 0 and report.mismatches == []
     assert check_drift_cli(settings).returncode == 0
 
     await db.execute("UPDATE rm_reviews SET body = convert_to('[]', 'UTF8') WHERE key = 1")
     await db.execute("INSERT INTO rm_answers (key, version, items, body) VALUES (999, 1, 0, '\\x5b5d')")
     row = await db.fetchrow("SELECT version, items, body FROM rm_meta WHERE key = 1")
-    await redis.hset(cache.hash_key(Kind.META, 1), cache.field(Kind.META),
+    await cache_redis.hset(cache.hash_key(Kind.META, 1), cache.field(Kind.META),
                      cache.encode(cache.hold(cache.Row(Kind.META, 1, row["version"] - 1, b"{}", 0))))
-    found = {(m.problem, m.kind, m.key) for m in (await drift.check(db, redis)).mismatches}
+    found = {(m.problem, m.kind, m.key) for m in (await drift.check(db, cache_redis)).mismatches}
     assert found == {("stale", "reviews", 1), ("orphan", "answers", 999), ("cache", "meta", 1)}
     result = check_drift_cli(settings, "--sample", "50")
     assert result.returncode == 1 and "3 mismatches" in result.stdout
 
 
-async def test_no_drift_after_a_random_mixed_workload(writer, db, redis, settings):
+async def test_no_drift_after_a_random_mixed_workload(writer, db, cache_redis, settings):
     rng = random.Random(7)
     reviews, questions, answers = [1, 2, 3, 4, 10, 11, 12], [1, 3, 4, 10, 11], [2, 3, 4]
     for _ in range(300):
@@ -64,6 +64,6 @@ async def test_no_drift_after_a_random_mixed_workload(writer, db, redis, setting
     # Question 2's only answer is reported too: its answers model must become empty, not stay stale.
     await writer.put("/qa/answers/4/report")
     await drain(settings)
-    report = await drift.check(db, redis)
+    report = await drift.check(db, cache_redis)
     assert report.checked > 0
     assert report.mismatches == []

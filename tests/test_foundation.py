@@ -8,7 +8,10 @@ import sys
 import asyncpg
 import pytest
 
+import redis
+
 from infra.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from infra.services import ensure_services, resolve_urls
 from infra.settings import Settings
 from schema.migrate import discover, migrate
 
@@ -18,13 +21,14 @@ def test_settings_read_from_environment(tmp_path):
         {
             "ATELIER_DATABASE_URL": "postgresql://u@h/db",
             "ATELIER_REDIS_URL": "redis://h:1/0",
+            "ATELIER_CACHE_URL": "redis://c:2/0",
             "ATELIER_DATA_DIR": str(tmp_path),
             "ATELIER_PORT": "8080",
             "ATELIER_READERS": "3",
         }
     )
     assert settings.database_url == "postgresql://u@h/db"
-    assert settings.redis_url == "redis://h:1/0"
+    assert (settings.redis_url, settings.cache_url) == ("redis://h:1/0", "redis://c:2/0")
     assert settings.data_dir == tmp_path
     assert (settings.port, settings.readers) == (8080, 3)
     assert Settings.from_env(settings.to_env()) == settings
@@ -32,7 +36,7 @@ def test_settings_read_from_environment(tmp_path):
 
 def test_settings_defaults_mean_embedded_servers():
     settings = Settings.from_env({})
-    assert settings.database_url is None and settings.redis_url is None
+    assert settings.database_url is None and settings.redis_url is None and settings.cache_url is None
     assert settings.port == 3000
     assert settings.data_dir.name == ".atelier"
 
@@ -86,6 +90,28 @@ def test_embedded_servers_start_are_reused_and_stop(tmp_path):
         redis_server.stop()
     assert postgres.running_pid() is None
     assert redis_server.running_pid() is None
+
+
+def test_the_cache_is_its_own_unpersisted_server_unless_one_redis_is_configured(tmp_path):
+    settings = Settings(database_url="postgresql://u@h/db", data_dir=tmp_path, embedded_redis_port=free_port(),
+                        embedded_cache_port=free_port())
+    services = ensure_services(settings)
+    try:
+        resolved = services.settings_for(settings)
+        assert resolved.cache_url != resolved.redis_url
+        assert resolve_urls(settings) == resolved  # what a child process finds under the data folder
+        durable, cache = redis.Redis.from_url(resolved.redis_url), redis.Redis.from_url(resolved.cache_url)
+        assert durable.config_get("appendonly")["appendonly"] == "yes"
+        assert durable.config_get("maxmemory-policy")["maxmemory-policy"] == "volatile-lru"
+        assert cache.config_get("appendonly")["appendonly"] == "no" and cache.config_get("save")["save"] == ""
+        assert cache.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
+        durable.close()
+        cache.close()
+    finally:
+        services.stop_started()
+    one = Settings(database_url="postgresql://u@h/db", redis_url="redis://h:1/0", data_dir=tmp_path)
+    assert resolve_urls(one).cache_url == "redis://h:1/0"
+    assert ensure_services(one).settings_for(one).cache_url == "redis://h:1/0"
 
 
 def test_cli_help_lists_every_command():

@@ -172,7 +172,8 @@ async def test_build_and_store_fills_a_missing_row_once(sample):
     assert await sample.fetchval(f"SELECT count(*) FROM {TABLES[Kind.ANSWERS]}") == 1
 
 
-async def test_redis_compare_and_set_never_goes_backwards(sample, redis):
+async def test_redis_compare_and_set_never_goes_backwards(sample, cache_redis):
+    redis = cache_redis
     newer = cache.hold(Row(Kind.REVIEWS, 7, 20, b"[2]", 1))
     older = cache.hold(Row(Kind.REVIEWS, 7, 10, b"[1]", 1))
     assert await cache.store(redis, [newer]) == 1
@@ -192,20 +193,20 @@ async def test_redis_compare_and_set_never_goes_backwards(sample, redis):
     assert 0 < await redis.ttl(cache.hash_key(Kind.REVIEWS, 7)) <= cache.TTL_SECONDS
 
 
-async def test_publish_stores_then_announces(sample, redis, settings):
+async def test_publish_stores_then_announces(sample, cache_redis, settings):
     import redis.asyncio as aioredis
 
-    listener = aioredis.from_url(settings.redis_url)
+    listener = aioredis.from_url(settings.cache_url)
     pubsub = listener.pubsub()
     await pubsub.subscribe(cache.CHANNEL)
     try:
         assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"
         rows = [Row(Kind.ANSWERS, 9, 5, b"[]", 0), Row(Kind.META, 9, 6, b"{}", 0)]
-        await cache.publish(redis, rows)
+        await cache.publish(cache_redis, rows)
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
         assert cache.parse_invalidation(message["data"]) == [(Kind.ANSWERS, 9, 5), (Kind.META, 9, 6)]
-        assert await redis.hexists(cache.hash_key(Kind.ANSWERS, 9), cache.field(Kind.ANSWERS))
-        assert await cache.forget_all(redis) == 2
+        assert await cache_redis.hexists(cache.hash_key(Kind.ANSWERS, 9), cache.field(Kind.ANSWERS))
+        assert await cache.forget_all(cache_redis) == 2
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
         assert cache.parse_invalidation(message["data"]) is None
     finally:
@@ -213,7 +214,8 @@ async def test_publish_stores_then_announces(sample, redis, settings):
         await listener.aclose()
 
 
-async def test_warm_copies_stored_product_models_within_a_budget(sample, redis):
+async def test_warm_copies_stored_product_models_within_a_budget(sample, cache_redis):
+    redis = cache_redis
     await projections.bulk.build_all(sample, progress=False)
     sent = await cache.warm(sample, redis)
     assert (sent["products"], sent["models"]) == (3, 18)

@@ -225,8 +225,8 @@ async def test_health_and_readiness(client):
     assert ready == {"postgres": "ok", "redis": "ok", "invalidations": "subscribed"}
 
 
-async def test_redis_down_falls_through_to_postgres(aiohttp_client, settings, sample):
-    app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+async def test_cache_redis_down_falls_through_to_postgres(aiohttp_client, settings, sample):
+    app = create_app(settings.replace(cache_url=f"redis://127.0.0.1:{free_port()}/0"))
     client = await aiohttp_client(app)
     response = await client.get("/products/1/related")
     assert response.status == 200 and await response.read() == b"[3,2,3,1]"

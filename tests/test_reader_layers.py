@@ -28,7 +28,7 @@ async def started(aiohttp_client, settings):
 
 
 @pytest.mark.parametrize("kind", list(PATHS))
-async def test_every_layer_answers_the_fresh_build(aiohttp_client, settings, sample, redis, kind):  # noqa: F811
+async def test_every_layer_answers_the_fresh_build(aiohttp_client, settings, sample, cache_redis, kind):  # noqa: F811
     fresh = await projections.build_one(sample, kind, 1)
     path = PATHS[kind]
 
@@ -49,7 +49,7 @@ async def test_every_layer_answers_the_fresh_build(aiohttp_client, settings, sam
     assert (app[STATS].redis_hits, app[STATS].builds) == (1, 0)
 
     # Redis emptied: the stored PostgreSQL row.
-    await redis.flushdb()
+    await cache_redis.flushdb()
     app, client = await started(aiohttp_client, settings)
     assert await (await client.get(path)).read() == fresh
     assert (app[STATS].postgres_hits, app[STATS].builds) == (1, 0)
@@ -65,7 +65,7 @@ async def test_a_product_page_miss_fills_every_model_of_the_product(aiohttp_clie
     assert (app[STATS].postgres_hits, app[STATS].local_hits) == (1, 5)
 
 
-async def test_a_published_refresh_replaces_the_local_copy(aiohttp_client, settings, sample, redis):  # noqa: F811
+async def test_a_published_refresh_replaces_the_local_copy(aiohttp_client, settings, sample, cache_redis):  # noqa: F811
     await projections.bulk.build_all(sample, progress=False)
     app, client = await started(aiohttp_client, settings)
     before = await (await client.get("/reviews?product_id=1")).read()
@@ -73,7 +73,7 @@ async def test_a_published_refresh_replaces_the_local_copy(aiohttp_client, setti
         await sample.execute("UPDATE reviews SET reported = true WHERE id = 4")
         rows = await projections.refresh(sample, Affected(review_products={1}))
     seen = app[STATS].invalidations
-    await cache.publish(redis, rows)
+    await cache.publish(cache_redis, rows)
     await until(lambda: app[STATS].invalidations > seen, "the invalidation")
     after = await (await client.get("/reviews?product_id=1")).read()
     assert after != before and b'"review_id":4' not in after
@@ -97,17 +97,17 @@ async def test_a_stale_fill_after_an_invalidation_is_not_kept(settings):
     assert local.get(Kind.REVIEWS, 1).model.version == 20
 
 
-async def test_an_unreadable_invalidation_clears_the_local_cache(aiohttp_client, settings, sample, redis):  # noqa: F811
+async def test_an_unreadable_invalidation_clears_the_local_cache(aiohttp_client, settings, sample, cache_redis):  # noqa: F811
     app, client = await started(aiohttp_client, settings)
     await client.get("/products/1")
     assert len(app[LOCAL]) > 0
-    await redis.publish(cache.CHANNEL, b"not an invalidation")
+    await cache_redis.publish(cache.CHANNEL, b"not an invalidation")
     await until(lambda: len(app[LOCAL]) == 0, "the local cache to be cleared")
     assert app[LOCAL].trusted
     assert (await client.get("/products/1")).status == 200
 
 
-async def test_a_deflated_list_answers_the_same_bytes_in_every_encoding(aiohttp_client, settings, sample, redis):  # noqa: F811
+async def test_a_deflated_list_answers_the_same_bytes_in_every_encoding(aiohttp_client, settings, sample, cache_redis):  # noqa: F811
     """Bodies of 1 KiB or more are held deflated in Redis: the gzip answer is assembled from them, the
     identity answer inflated, and both must be the fresh build inside its envelope at every layer."""
     import gzip
@@ -134,12 +134,12 @@ async def test_a_deflated_list_answers_the_same_bytes_in_every_encoding(aiohttp_
     await both_encodings(client)
     await both_encodings(client)  # the local cache
     assert app[STATS].builds == 1
-    raw = await redis.hget(cache.hash_key(Kind.REVIEWS, 3), cache.field(Kind.REVIEWS))
+    raw = await cache_redis.hget(cache.hash_key(Kind.REVIEWS, 3), cache.field(Kind.REVIEWS))
     assert cache.decode(Kind.REVIEWS, 3, raw).packed is not None and len(raw) < len(body) // 2
     app, client = await started(aiohttp_client, settings)  # Redis, deflated
     await both_encodings(client)
     assert (app[STATS].redis_hits, app[STATS].builds) == (1, 0)
-    await redis.flushdb()
+    await cache_redis.flushdb()
     app, client = await started(aiohttp_client, settings)  # the stored PostgreSQL row
     await both_encodings(client)
     assert (app[STATS].postgres_hits, app[STATS].builds) == (1, 0)

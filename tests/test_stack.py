@@ -34,11 +34,12 @@ async def empty_servers(settings) -> None:
         await truncate_all(conn)
     finally:
         await conn.close()
-    client = aioredis.from_url(settings.redis_url)
-    try:
-        await client.flushdb()
-    finally:
-        await client.aclose()
+    for url in {settings.redis_url, settings.cache_url}:
+        client = aioredis.from_url(url)
+        try:
+            await client.flushdb()
+        finally:
+            await client.aclose()
 
 
 def stack_settings(settings, tmp_path_factory):

@@ -39,8 +39,8 @@ async def model(db, kind: Kind, key: int):
     return orjson.loads(row["body"])
 
 
-async def cached(redis, kind: Kind, key: int):
-    value = await redis.hget(cache.hash_key(kind, key), cache.field(kind))
+async def cached(cache_redis, kind: Kind, key: int):
+    value = await cache_redis.hget(cache.hash_key(kind, key), cache.field(kind))
     return orjson.loads(cache.decode(kind, key, value).body) if value else None
 
 
@@ -48,7 +48,7 @@ def today() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT00:00:00.000Z")
 
 
-async def test_new_review_shows_in_reviews_meta_and_cache(writer, db, redis, settings):
+async def test_new_review_shows_in_reviews_meta_and_cache(writer, db, redis, cache_redis, settings):
     response = await writer.post("/reviews", json=REVIEW)
     assert (await receipt(writer, response))["status"] == "queued"
     assert await drain(settings) == 1
@@ -63,17 +63,19 @@ async def test_new_review_shows_in_reviews_meta_and_cache(writer, db, redis, set
     assert new["recommend"] is True and new["response"] is None and new["helpfulness"] == 0
     assert new["reviewer_name"] == "jo" and new["date"] == today()
     assert [p["url"] for p in new["photos"]] == REVIEW["photos"]
-    assert await cached(redis, Kind.REVIEWS, 1) == reviews
+    assert await cached(cache_redis, Kind.REVIEWS, 1) == reviews
 
     meta = await model(db, Kind.META, 1)
     assert meta["ratings"]["4"] == "3"  # two sample reviews rated 4, plus this one
     assert meta["characteristics"]["Fit"]["value"] == "3.4000000000000000"  # 3, 3, 4, 3 and the new 4
-    assert await cached(redis, Kind.META, 1) == meta
+    assert await cached(cache_redis, Kind.META, 1) == meta
+    # Read models live in the cache server only; the durable one (and its append-only file) never sees them.
+    assert await redis.keys("atelier:rm:*") == []
     row = await db.fetchrow("SELECT reviewer_email, reported FROM reviews WHERE id = $1", review_id)
     assert (row["reviewer_email"], row["reported"]) == ("jo@example.com", False)
 
 
-async def test_question_answer_and_votes_show_everywhere(writer, db, redis, settings):
+async def test_question_answer_and_votes_show_everywhere(writer, db, cache_redis, settings):
     asked = await writer.post("/qa/questions", json=QUESTION)
     answered = await writer.post("/qa/questions/3/answers", json=ANSWER)
     votes = [await writer.put(path) for path in
@@ -93,12 +95,12 @@ async def test_question_answer_and_votes_show_everywhere(writer, db, redis, sett
     assert answers[answer_id]["body"] == ANSWER["body"] and answers[answer_id]["answerer_name"] == "lee"
     assert [p["url"] for p in answers[answer_id]["photos"]] == ANSWER["photos"]
     assert next(r for r in await model(db, Kind.REVIEWS, 1) if r["review_id"] == 2)["helpfulness"] == 3
-    assert await cached(redis, Kind.QUESTIONS, 1) == list(questions.values())
+    assert await cached(cache_redis, Kind.QUESTIONS, 1) == list(questions.values())
     # A vote on the new answer is accepted now that the id state knows it.
     assert (await writer.put(f"/qa/answers/{answer_id}/helpful")).status == 204
 
 
-async def test_reported_items_disappear_from_every_model(writer, db, redis, settings):
+async def test_reported_items_disappear_from_every_model(writer, db, cache_redis, settings):
     for path in ("/reviews/1/report", "/qa/questions/3/report", "/qa/answers/3/report"):
         assert (await writer.put(path)).status == 204
     await drain(settings)
@@ -109,7 +111,7 @@ async def test_reported_items_disappear_from_every_model(writer, db, redis, sett
     assert 3 not in {q["question_id"] for q in questions}
     assert "3" not in next(q for q in questions if q["question_id"] == 1)["answers"]
     assert 3 not in {a["answer_id"] for a in await model(db, Kind.ANSWERS, 1)}
-    assert await cached(redis, Kind.ANSWERS, 1) == await model(db, Kind.ANSWERS, 1)
+    assert await cached(cache_redis, Kind.ANSWERS, 1) == await model(db, Kind.ANSWERS, 1)
     assert await db.fetchval("SELECT count(*) FROM reviews WHERE id = 1 AND reported") == 1
 
 
@@ -186,14 +188,14 @@ async def test_an_idle_worker_is_woken_by_a_new_write_not_by_its_poll_timer(writ
         await worker.close()
 
 
-async def test_warming_a_worker_changes_nothing(writer, db, redis, settings):
+async def test_warming_a_worker_changes_nothing(writer, db, redis, cache_redis, settings):
     """The warm-up batch a worker runs at start names no existing row and is rolled back."""
     counts = "SELECT (SELECT count(*) FROM applied_writes), (SELECT max(version) FROM rm_reviews), " \
              "(SELECT count(*) FROM reviews), (SELECT count(*) FROM cart_items)"
     before = await db.fetchrow(counts)
     pool = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=1)
     try:
-        await Batcher(pool, redis, size=10, wait=0.005).warm()
+        await Batcher(pool, redis, cache_redis, size=10, wait=0.005).warm()
     finally:
         await pool.close()
     assert await db.fetchrow(counts) == before

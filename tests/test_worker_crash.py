@@ -58,7 +58,8 @@ async def all_applied(redis, write_ids) -> bool:
         return set(await pipe.execute()) == {b"applied"}
 
 
-async def test_worker_killed_mid_batch_applies_every_write_exactly_once(aiohttp_client, settings, db, redis):
+async def test_worker_killed_mid_batch_applies_every_write_exactly_once(aiohttp_client, settings, db, redis,
+                                                                        cache_redis):
     await prepare(db, redis, settings)
     client = await aiohttp_client(create_app(settings))
     helpful_before = await db.fetchval("SELECT helpfulness FROM reviews WHERE id = 4")
@@ -82,7 +83,7 @@ async def test_worker_killed_mid_batch_applies_every_write_exactly_once(aiohttp_
     assert await db.fetchval("SELECT count(*) FROM applied_writes") == len(write_ids)
     assert await db.fetchval("SELECT helpfulness FROM reviews WHERE id = 4") == helpful_before + 1500
     assert await db.fetchval("SELECT count(*) FROM reviews") == reviews_before + 300
-    assert (await drift.check(db, redis)).mismatches == []
+    assert (await drift.check(db, cache_redis)).mismatches == []
 
 
 async def test_sigterm_lets_the_worker_finish_what_it_started(aiohttp_client, settings, db, redis):
@@ -120,7 +121,8 @@ async def own_postgres(tmp_path, settings, db, redis):
         await asyncio.to_thread(postgres.stop)
 
 
-async def test_writes_accepted_during_a_postgres_outage_are_applied_after_it(aiohttp_client, own_postgres, redis):
+async def test_writes_accepted_during_a_postgres_outage_are_applied_after_it(aiohttp_client, own_postgres, redis,
+                                                                            cache_redis):
     postgres, own = own_postgres
     await asyncio.to_thread(postgres.stop)
     client = await aiohttp_client(create_app(own))
@@ -146,7 +148,7 @@ async def test_writes_accepted_during_a_postgres_outage_are_applied_after_it(aio
         assert await conn.fetchval("SELECT helpfulness FROM reviews WHERE id = 4") == 7 + 40
         assert await conn.fetchval("SELECT count(*) FROM reviews WHERE reviewer_name = 'jo'") == 10
         assert await conn.fetchval("SELECT count(*) FROM questions WHERE asker_name = 'kim'") == 1
-        assert (await drift.check(conn, redis)).mismatches == []
+        assert (await drift.check(conn, cache_redis)).mismatches == []
     finally:
         await conn.close()
 

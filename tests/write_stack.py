@@ -8,6 +8,7 @@ sequences (as the loader does after a load), publishes the id state and bulk-bui
 from __future__ import annotations
 
 import asyncpg
+import redis.asyncio as aioredis
 
 import projections
 from infra.settings import Settings
@@ -44,6 +45,9 @@ async def reset_sequences(conn: asyncpg.Connection) -> None:
 async def prepare(db: asyncpg.Connection, redis, settings: Settings) -> None:
     await truncate_all(db)
     await redis.flushdb()
+    cache = aioredis.from_url(settings.cache_url)
+    await cache.flushdb()
+    await cache.aclose()
     await insert_sample(db)
     await reset_sequences(db)
     await projections.bulk.build_all(db, progress=False, dsn=settings.database_url)

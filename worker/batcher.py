@@ -3,9 +3,9 @@
 Every arq job hands its command to `Batcher.submit` and waits. One flusher task takes up to
 `size` pending writes and, in ONE transaction, applies
 the source rows (`worker.apply`) and rebuilds every read model they touched
-(`projections.refresh`). Only after COMMIT does it publish the new read models to Redis
-(`projections.cache.publish`: compare-and-set by version, so never an older body over a newer
-one), then settle the receipts, mark new ids in the id state and announce the settled write ids,
+(`projections.refresh`). Only after COMMIT does it publish the new read models to the cache
+Redis (`projections.cache.publish`: compare-and-set by version, so never an older body over a newer
+one), then settle the receipts in the durable Redis, mark new ids in the id state and announce the settled write ids,
 and finally resolve the jobs, which lets arq ack them.
 
 A batch is what has arrived, not what a timer collected: the jobs of one poll reach `submit`
@@ -97,9 +97,10 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class Batcher:
-    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, size: int, wait: float):
+    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, cache: aioredis.Redis, size: int, wait: float):
         self._pool = pool
-        self._redis = redis
+        self._redis = redis  # the durable one: receipts, id state, the settled announcement
+        self._cache = cache  # read models and their invalidations
         self._size = size
         self._wait = wait
         self._pending: dict[str, tuple[Mutation, list[asyncio.Future]]] = {}
@@ -232,7 +233,7 @@ class Batcher:
                 for write in writes:
                     outcomes.update(await self._apply([write], asyncio.Event()))
                 return outcomes
-        await projections.cache.publish(self._redis, rows)
+        await projections.cache.publish(self._cache, rows)
         await self._settle(result)
         return result.outcomes
 

@@ -35,6 +35,7 @@ import logging
 import time
 
 import asyncpg
+import redis.asyncio as aioredis
 from arq import Retry
 from arq.connections import RedisSettings
 from arq.worker import func
@@ -99,9 +100,10 @@ async def startup(ctx: dict) -> None:
         ctx["event_flush"] = asyncio.create_task(_flush_events(ctx["events"]))
     # min_size=0: the worker starts (and keeps its queue) even while PostgreSQL is down.
     ctx["pg"] = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=4)
-    ctx["batcher"] = Batcher(
-        ctx["pg"], ctx["redis"], size=settings.worker_batch_size, wait=settings.worker_batch_wait_ms / 1000
-    )
+    # Timeouts so a cache server that hangs fails the publish (and the job is retried), never the worker.
+    ctx["cache"] = aioredis.from_url(settings.cache_url, socket_timeout=5, socket_connect_timeout=2)
+    ctx["batcher"] = Batcher(ctx["pg"], ctx["redis"], ctx["cache"], size=settings.worker_batch_size,
+                             wait=settings.worker_batch_wait_ms / 1000)
     # A connection opened and its statements prepared now, not by the first batches. Best effort:
     # the worker also starts while PostgreSQL is down, and its batches are retried until it is back.
     try:
@@ -122,6 +124,8 @@ async def shutdown(ctx: dict) -> None:
             log.exception("could not finish the pending batch")
     if "pg" in ctx:
         await ctx["pg"].close()
+    if "cache" in ctx:
+        await ctx["cache"].aclose()
     if ctx.get("events") is not None:
         ctx["events"].flush()
 
