@@ -326,7 +326,8 @@ async def worker_polling(settings: Settings, worker: App, timeout: float = 60) -
         await redis.aclose()
 
 
-async def measure_staleness(settings: Settings, targets_file: Path, seconds: int, rate: int, read_rate: int) -> dict:
+async def measure_staleness(settings: Settings, targets_file: Path, seconds: int, rate: int, read_rate: int,
+                            warmup: int) -> dict:
     redis = aioredis.from_url(settings.redis_url)
     await redis.delete(HEALTH_CHECK)  # a stopped worker's key, if it outlived its worker
     await redis.aclose()
@@ -334,14 +335,14 @@ async def measure_staleness(settings: Settings, targets_file: Path, seconds: int
     try:
         await asyncio.gather(reader.ready(), writer.ready(), worker_polling(settings, worker))
         await warm(reader.base, targets_file)
-        log(f"staleness: {rate} writes/s for {seconds}s beside {read_rate} GETs/s")
+        log(f"staleness: {rate} writes/s for {warmup}s + {seconds}s measured, beside {read_rate} GETs/s")
         writes = OpenLoop("127.0.0.1", writer.port, 64)
         reads = OpenLoop("127.0.0.1", reader.port, 64)
         await asyncio.gather(writes.open(), reads.open())
         cpu = cpu_seconds()
         try:
             mix = WriteMix(json.loads(targets_file.read_text()), f"127.0.0.1:{writer.port}")
-            figures = await Staleness(writes, reads, mix).run(rate, read_rate, seconds)
+            figures = await Staleness(writes, reads, mix).run(rate, read_rate, seconds, warmup)
         finally:
             writes.close()
             reads.close()
@@ -350,7 +351,7 @@ async def measure_staleness(settings: Settings, targets_file: Path, seconds: int
     finally:
         for app in (worker, writer, reader):
             app.stop()
-    figures["write_rate"] = rate
+    figures.update(write_rate=rate, seconds=seconds, warmup_seconds=warmup)
     log(f"  staleness p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms")
     return figures
 
@@ -416,7 +417,8 @@ processes used {applied['worker_cpu_us_per_write']} µs of CPU per applied write
 
 ## Staleness (ack → first GET showing the write)
 
-{stale['write_rate']} writes/s for the run (votes, and every tenth write a new review that is tracked), one
+{stale['write_rate']} writes/s (votes, and every tenth write a new review, tracked in the {stale['seconds']} s measured after
+{stale['warmup_seconds']} s of the same load untracked: right after the checkpoint above, the first change to each page logs the whole page), one
 worker, one reader, and product-page GETs beside it ({stale['reads']['per_s']}/s achieved, p50
 {stale['reads']['p50_ms']} ms, p99 {stale['reads']['p99_ms']} ms, {stale['reads']['failed']} failed); the generator used
 {stale['generator_cpu_us_per_request']} µs of CPU per request.
@@ -457,7 +459,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         applied = await measure_apply(settings, args.workers)
         await settle_database(settings)
         staleness = await measure_staleness(settings, targets_file, args.stale_seconds, args.stale_rate,
-                                            args.read_rate)
+                                            args.read_rate, args.stale_warmup)
         conn = await asyncpg.connect(settings.database_url)
         redis = aioredis.from_url(settings.redis_url)
         try:
@@ -490,10 +492,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ack-rate", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight in the closed loop")
     parser.add_argument("--stale-seconds", type=int, default=20)
+    parser.add_argument("--stale-warmup", type=int, default=10, help="seconds of the same load before the measured ones")
     parser.add_argument("--stale-rate", type=int, default=500)
     parser.add_argument("--read-rate", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=Settings.worker_batch_size)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes draining the queue (apply phase)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes draining the queue (apply phase)")
     parser.add_argument("--drift-sample", type=int, default=300)
     parser.add_argument("--fresh", action="store_true",
                         help="reload the data set first (earlier runs' writes otherwise accumulate)")

@@ -7,6 +7,10 @@ until the summary shows (20, not 1: a later tracked review of the same product m
 its staleness is the time from the 201 to the answer that showed it. Product-page GETs go to the
 reader at their own fixed rate meanwhile, on the first `hot` products of the targets (a running
 shop's traffic concentrates on part of the catalogue).
+
+The same load runs for `warmup` seconds first, untracked (new reviews without polling): the
+first change to each page after a PostgreSQL checkpoint logs the whole page, so the first seconds
+after one measure that burst, not the steady state the figures describe.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from loadtest.openloop import Call, OpenLoop, percentiles, request_bytes
+from loadtest.openloop import Call, OpenLoop, Tally, percentiles, request_bytes
 from loadtest.write_mix import WriteMix
 
 
@@ -31,10 +35,13 @@ class Staleness:
         self._pending = 0
         self._settled = asyncio.Event()
         self._serial = itertools.count()
+        self._tracking = False
 
     def write(self) -> Call:
         serial = next(self._serial)
-        return self._tracked(serial) if serial % 10 == 0 else self._vote()
+        if serial % 10:
+            return self._vote()
+        return self._tracked(serial) if self._tracking else self.mix.review(name="warmup_review")[0]
 
     def _vote(self) -> Call:
         call = self.mix.vote()
@@ -92,7 +99,13 @@ class Staleness:
             target = f"/qa/questions?product_id={product_id}&count=100"
         return Call(request_bytes("GET", self.reader_host, target), "read")
 
-    async def run(self, write_rate: float, read_rate: float, seconds: float) -> dict:
+    async def run(self, write_rate: float, read_rate: float, seconds: float, warmup: float = 0) -> dict:
+        if warmup:
+            await asyncio.gather(self.writer.run(write_rate, warmup, self.write),
+                                 self.reader.run(read_rate, warmup, self.read))
+            self.write_errors = 0
+            self.writer.tally, self.reader.tally = Tally(), Tally()
+        self._tracking = True
         await asyncio.gather(self.writer.run(write_rate, seconds, self.write),
                              self.reader.run(read_rate, seconds, self.read))
         if self._pending:
