@@ -6,8 +6,8 @@ saved to `loadtest/results/write.json` and `write.md`:
 1. acknowledged writes/s and ack latency against one writer process (no worker running, so the
    queue fills), the storefront's write mix (`write_mix.py`): a closed loop at full speed (peak),
    then an open loop at `--ack-rate` requests/s (p99 at a fixed load, the verdict), both from the
-   lean generator (`openloop.py`); then the same open loop from k6 (`k6_write.js`), whose ~300 µs
-   of CPU per request takes a core the writer needs, for comparison.
+   lean generator (`openloop.py`); then the same open loop from k6 (`k6_write.js`), whose CPU per
+   request (~300 µs, measured and reported) takes a core the writer needs, for comparison.
 2. applied mutations/s: `--workers` × `python -m worker --burst` draining the queue phase 1
    filled; the rate counts from the workers' start to their exit (start-up included).
 3. staleness (`staleness.py`): ack → first GET (through a reader process) that shows the write,
@@ -216,9 +216,9 @@ def k6_figures(summary: dict) -> dict:
 # ---------------------------------------------------------------- phases
 
 
-def cpu_seconds() -> float:
-    """This process's CPU so far: the generator's, while a phase runs."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    """CPU so far of this process (the generator's, while a phase runs) or of its finished children (k6)."""
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
 
@@ -254,11 +254,13 @@ async def measure_acks(writer: App, targets_file: Path, work: Path, seconds: int
     fixed = await run(256, lambda generator: generator.run(rate, seconds, mix))
     log(f"  {fixed['per_s']}/s, p99 {fixed['p99_ms']} ms")
     log(f"acks: open loop at {rate}/s from k6, {seconds}s")
-    cpu = writer.cpu_seconds()
+    cpu, k6_cpu = writer.cpu_seconds(), cpu_seconds(resource.RUSAGE_CHILDREN)
     common = {"BASE": writer.base, "TARGETS": str(targets_file), "DURATION": f"{seconds}s"}
     from_k6 = await asyncio.to_thread(k6, "k6_write.js", work / "k6-rate.json", MODE="rate", RATE=str(rate), **common)
     from_k6 = k6_figures(from_k6)
     from_k6["writer_cpu_us_per_ack"] = round((writer.cpu_seconds() - cpu) / from_k6["requests"] * 1e6)
+    from_k6["generator_cpu_us_per_request"] = round(
+        (cpu_seconds(resource.RUSAGE_CHILDREN) - k6_cpu) / from_k6["requests"] * 1e6)
     log(f"  {from_k6['per_s']}/s, p99 {from_k6['p99_ms']} ms")
     return {"peak": peak, "at_rate": {"rate": rate, **fixed}, "k6_at_rate": {"rate": rate, **from_k6}}
 
@@ -400,14 +402,14 @@ the run started: {results['load_average_at_start']} (other work on the box share
 |---|---|---|---|---|---|---|---|---|---|
 {ack_row("closed loop, peak", acks['peak'], f"{acks['peak']['generator_cpu_us_per_request']} µs")}
 {ack_row(f"open loop at {rate['rate']}/s", rate, f"{rate['generator_cpu_us_per_request']} µs")}
-{ack_row(f"open loop at {k6_rate['rate']}/s, k6", k6_rate, "~300 µs")}
+{ack_row(f"open loop at {k6_rate['rate']}/s, k6", k6_rate, f"{k6_rate['generator_cpu_us_per_request']} µs")}
 
 Mix: 70% helpful votes (reviews 60%, questions 20%, answers 20% of them), 15% new reviews, 10% new
 questions, 5% new answers (`loadtest/write_mix.py`, and `loadtest/k6_write.js` for k6). Open-loop
 latencies count from each request's scheduled time; {rate['waited_for_connection']} requests of the open loop found all
 256 connections busy and waited for one (k6 could not start {k6_rate['dropped']} on time). The k6 row is
-there for comparison: k6 spends ~300 µs of CPU per request, a core at this rate, and the writer
-waits for the CPU it takes.
+there for comparison: at {k6_rate['generator_cpu_us_per_request']} µs of CPU per request k6 takes most of a core at this rate, and the
+writer waits for the CPU it takes.
 
 ## Applying ({applied['workers']} × `python -m worker --burst`, batch size {applied['batch_size']})
 
@@ -437,7 +439,8 @@ async def main_async(args: argparse.Namespace) -> dict:
     work = Path(args.work).absolute()
     work.mkdir(parents=True, exist_ok=True)
     settings = Settings(data_dir=work, embedded_pg_port=free_port(), embedded_redis_port=free_port(),
-                        log_json=False, access_log=args.access_log, worker_batch_size=args.batch_size)
+                        embedded_cache_port=free_port(), log_json=False, access_log=args.access_log,
+                        worker_batch_size=args.batch_size)
     services = ensure_services(settings)
     settings = services.settings_for(settings)
     try:
