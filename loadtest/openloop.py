@@ -134,6 +134,7 @@ class OpenLoop:
         self.idle: list[_Connection] = []
         self.waiting: collections.deque[Call] = collections.deque()
         self.in_flight = 0
+        self.sent = 0  # calls submitted, whatever tally they were counted in
         self.queued = 0  # calls that found every connection busy and waited for one
         self.lost_calls = 0
         self._drained: asyncio.Event | None = None
@@ -154,6 +155,7 @@ class OpenLoop:
     def submit(self, call: Call, due: float) -> None:
         """Send `call` now, or as soon as a connection frees up; its latency counts from `due`."""
         call.due = due
+        self.sent += 1
         self.in_flight += 1
         if self.idle:
             self.idle.pop().send(call)

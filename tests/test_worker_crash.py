@@ -186,3 +186,39 @@ async def test_redis_outage_is_a_clean_503_and_accepted_writes_survive_a_restart
         await redis.aclose()
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_writes_applied_while_the_cache_redis_is_down_settle_and_refresh_when_it_returns(
+        aiohttp_client, tmp_path, settings, db, redis):
+    """The cache can fail on its own now: the worker commits, cannot publish, and retries the jobs
+    (receipts stay `queued`) until the cache is back; then every model there is the fresh one."""
+    cache_server = EmbeddedRedis(tmp_path / "cache", free_port(), maxmemory_mb=64, durable=False)
+    await prepare(db, redis, settings)
+    own = settings.replace(cache_url=cache_server.url)
+    client = await aiohttp_client(create_app(own))
+    write_ids = await submit_mix(client, votes=30, reviews=5)
+
+    worker = create_worker(own, burst=True, handle_signals=False)
+    draining = asyncio.create_task(worker.async_run())
+
+    async def retried() -> bool:
+        assert not draining.done()
+        return worker.jobs_retried > 0
+
+    await until(retried, what="the worker to meet the cache outage")
+    assert await db.fetchval("SELECT count(*) FROM applied_writes") > 0  # committed, not yet published
+    assert not await all_applied(redis, write_ids)
+    await asyncio.to_thread(cache_server.start)
+    try:
+        await asyncio.wait_for(draining, 60)
+        await worker.close()
+        assert await all_applied(redis, write_ids)
+        assert await db.fetchval("SELECT helpfulness FROM reviews WHERE id = 4") == 7 + 30
+        cache = from_url(cache_server.url)
+        try:
+            assert await cache.exists(b"atelier:rm:p:1")  # review 4's product, republished on the retry
+            assert (await drift.check(db, cache)).mismatches == []
+        finally:
+            await cache.aclose()
+    finally:
+        await asyncio.to_thread(cache_server.stop)

@@ -1,12 +1,12 @@
 """Collecting the jobs arq runs concurrently into batches applied in one transaction each.
 
 Every arq job hands its command to `Batcher.submit` and waits. One flusher task takes up to
-`size` pending writes and, in ONE transaction, applies
-the source rows (`worker.apply`) and rebuilds every read model they touched
-(`projections.refresh`). Only after COMMIT does it publish the new read models to the cache
-Redis (`projections.cache.publish`: compare-and-set by version, so never an older body over a newer
-one), then settle the receipts in the durable Redis, mark new ids in the id state and announce the settled write ids,
-and finally resolve the jobs, which lets arq ack them.
+`size` pending writes and, in ONE transaction, applies the source rows (`worker.apply`) and
+rebuilds every read model they touched (`projections.refresh`). Only after COMMIT does it publish
+the new read models to the cache Redis (`projections.cache.publish`: compare-and-set by version,
+so never an older body over a newer one), then, in the durable Redis, settle the receipts, mark
+new ids in the id state and announce the settled write ids, and finally resolve the jobs, which
+lets arq ack them.
 
 A batch is what has arrived, not what a timer collected: the jobs of one poll reach `submit`
 within the same event-loop pass, so the flusher waits only until a pass brings nothing new (at
