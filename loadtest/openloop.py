@@ -1,9 +1,9 @@
 """A lean open-loop HTTP/1.1 load generator: requests leave on a fixed schedule, whatever the answers do.
 
 Why not k6 for latency at a fixed rate: k6 runs each request through a JavaScript VU and costs
-~300 µs of CPU per request on this box, so at 3,000 requests/s it takes a whole one of the two
+215–310 µs of CPU per request on this box, so at 3,000 requests/s it takes most of one of the two
 cores the server under test needs. This generator writes prepared request bytes to keep-alive
-connections from one uvloop thread (~30–40 µs per request) and nothing else.
+connections from one uvloop thread (~50 µs per request at that rate) and nothing else.
 
 Open loop, no coordinated omission: request *i* is due at `start + i / rate`; its latency runs
 from that due time, not from when it was written, so a stalled server (or a generator that fell
