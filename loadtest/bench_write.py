@@ -418,8 +418,9 @@ processes used {applied['worker_cpu_us_per_write']} µs of CPU per applied write
 
 ## Staleness (ack → first GET showing the write)
 
-{stale['write_rate']} writes/s (votes, and every tenth write a new review, tracked in the {stale['seconds']} s measured after
-{stale['warmup_seconds']} s of the same load untracked: right after the checkpoint above, the first change to each page logs the whole page), one
+{stale['write_rate']} writes/s (votes, and every tenth write a new review, tracked in the {stale['seconds']} s measured
+after {stale['warmup_seconds']} s of the same load untracked: the phase starts right after a VACUUM and a CHECKPOINT,
+and the first change to each page after a checkpoint logs the whole page), one
 worker, one reader, and product-page GETs beside it ({stale['reads']['per_s']}/s achieved, p50
 {stale['reads']['p50_ms']} ms, p99 {stale['reads']['p99_ms']} ms, {stale['reads']['failed']} failed); the generator used
 {stale['generator_cpu_us_per_request']} µs of CPU per request.
