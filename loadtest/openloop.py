@@ -131,6 +131,7 @@ class OpenLoop:
     def __init__(self, host: str, port: int, connections: int = 64):
         self.host, self.port, self.connections = host, port, connections
         self.tally = Tally()
+        self.opened: list[_Connection] = []
         self.idle: list[_Connection] = []
         self.waiting: collections.deque[Call] = collections.deque()
         self.in_flight = 0
@@ -144,12 +145,15 @@ class OpenLoop:
         loop = asyncio.get_running_loop()
         for _ in range(self.connections):
             _, connection = await loop.create_connection(lambda: _Connection(self), self.host, self.port)
+            self.opened.append(connection)
             self.idle.append(connection)
 
     def close(self) -> None:
-        for connection in self.idle:
+        """Close every connection, busy ones too (a server shutting down waits for open ones)."""
+        for connection in self.opened:
             if connection.transport is not None:
                 connection.transport.close()
+        self.opened.clear()
         self.idle.clear()
 
     def submit(self, call: Call, due: float) -> None:
