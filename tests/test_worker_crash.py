@@ -51,6 +51,19 @@ async def worker_that_has_applied(db, env: dict, count: int) -> asyncio.subproce
     return worker
 
 
+async def burst_worker_retrying(settings) -> tuple:
+    """A burst worker (and the task running it) once it has met an outage: a job asked for a retry."""
+    worker = create_worker(settings, burst=True, handle_signals=False)
+    draining = asyncio.create_task(worker.async_run())
+
+    async def retried() -> bool:
+        assert not draining.done()
+        return worker.jobs_retried > 0
+
+    await until(retried, what="the worker to meet the outage")
+    return worker, draining
+
+
 async def all_applied(redis, write_ids) -> bool:
     async with redis.pipeline(transaction=False) as pipe:
         for write_id in write_ids:
@@ -130,14 +143,7 @@ async def test_writes_accepted_during_a_postgres_outage_are_applied_after_it(aio
     question = await client.post("/qa/questions", json=QUESTION)
     assert question.status == 201
 
-    worker = create_worker(own, burst=True, handle_signals=False)
-    draining = asyncio.create_task(worker.async_run())
-
-    async def retried() -> bool:
-        assert not draining.done()
-        return worker.jobs_retried > 0
-
-    await until(retried, what="the worker to meet the outage")
+    worker, draining = await burst_worker_retrying(own)
     await asyncio.to_thread(postgres.start)
     await asyncio.wait_for(draining, 60)
     await worker.close()
@@ -198,14 +204,7 @@ async def test_writes_applied_while_the_cache_redis_is_down_settle_and_refresh_w
     client = await aiohttp_client(create_app(own))
     write_ids = await submit_mix(client, votes=30, reviews=5)
 
-    worker = create_worker(own, burst=True, handle_signals=False)
-    draining = asyncio.create_task(worker.async_run())
-
-    async def retried() -> bool:
-        assert not draining.done()
-        return worker.jobs_retried > 0
-
-    await until(retried, what="the worker to meet the cache outage")
+    worker, draining = await burst_worker_retrying(own)
     assert await db.fetchval("SELECT count(*) FROM applied_writes") > 0  # committed, not yet published
     assert not await all_applied(redis, write_ids)
     await asyncio.to_thread(cache_server.start)
