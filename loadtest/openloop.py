@@ -121,7 +121,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc):
         self.transport = None
         if self.call is not None:
-            self.generator.lost(self, self.call)
+            self.generator.lost(self.call)
             self.call = None
 
 
@@ -137,7 +137,6 @@ class OpenLoop:
         self.in_flight = 0
         self.sent = 0  # calls submitted, whatever tally they were counted in
         self.queued = 0  # calls that found every connection busy and waited for one
-        self.lost_calls = 0
         self._drained: asyncio.Event | None = None
         self._closed_loop: tuple[Callable[[], Call], float] | None = None  # (next call, until)
 
@@ -167,10 +166,20 @@ class OpenLoop:
             self.queued += 1
             self.waiting.append(call)
 
-    def answered(self, connection: _Connection, call: Call, status: int, body: bytes) -> None:
+    def _ended(self, call: Call, status: int) -> float:
+        """Count a call that ended; the time it did."""
         now = asyncio.get_running_loop().time()
         self.tally.add(call.name, status, (now - call.due) * 1000)
         self.in_flight -= 1
+        return now
+
+    def _wake_drain(self) -> None:
+        if self.in_flight == 0 and self._drained is not None:
+            self._drained.set()
+            self._drained = None
+
+    def answered(self, connection: _Connection, call: Call, status: int, body: bytes) -> None:
+        now = self._ended(call, status)
         if self.waiting:
             connection.send(self.waiting.popleft())
         else:
@@ -179,18 +188,12 @@ class OpenLoop:
             call.on_answer(status, body, now)
         if self._closed_loop is not None and now < self._closed_loop[1]:
             self.submit(self._closed_loop[0](), now)
-        if self.in_flight == 0 and self._drained is not None:
-            self._drained.set()
-            self._drained = None
+        self._wake_drain()  # after the callbacks: a call they submitted is still to be waited for
 
-    def lost(self, connection: _Connection, call: Call) -> None:
+    def lost(self, call: Call) -> None:
         """The server closed a connection with a call on it: the call counts as failed (status 0)."""
-        self.tally.add(call.name, 0, (asyncio.get_running_loop().time() - call.due) * 1000)
-        self.in_flight -= 1
-        self.lost_calls += 1
-        if self.in_flight == 0 and self._drained is not None:
-            self._drained.set()
-            self._drained = None
+        self._ended(call, 0)
+        self._wake_drain()
 
     async def run(self, rate: float, seconds: float, next_call: Callable[[], Call], tick: float = 0.001) -> float:
         """Submit `rate` calls per second for `seconds`, then wait for the answers; the seconds it took to send."""
